@@ -1,0 +1,1 @@
+//! One client connection: read a head, choose a server, stream both ways, repeat.

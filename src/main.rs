@@ -1,0 +1,6 @@
+//! The `ringway` command line.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() {}

@@ -1,0 +1,243 @@
+//! The immutable, validated state every worker reads: listeners, routes, upstream groups.
+//!
+//! A `Snapshot` is built once by [`crate::config::load`] on the control path, then shared
+//! read-only (`Arc<Snapshot>`). Nothing in it is mutated afterwards except the process-wide
+//! atomics inside [`crate::balance::Peers`] (active counts, failure marks) that balancing needs.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::balance::Peers;
+use crate::template::Template;
+
+/// Index of a group in [`Snapshot::groups`].
+pub type GroupId = usize;
+
+/// One validated configuration.
+pub struct Snapshot {
+    /// Goes up by one on every successful reload; workers compare it to refresh local state.
+    pub generation: u64,
+    /// The file this snapshot was read from (for messages and reloads).
+    pub source: PathBuf,
+    pub runtime: RuntimeSettings,
+    pub log: LogSettings,
+    pub admin: Option<AdminSettings>,
+    pub listeners: Vec<Listener>,
+    /// Upstream groups, in the order of their names; listeners and routes refer to them by index.
+    pub groups: Vec<Arc<Group>>,
+}
+
+impl Snapshot {
+    /// The group with this name, if any.
+    pub fn group_by_name(&self, name: &str) -> Option<GroupId> {
+        self.groups.iter().position(|g| g.name == name)
+    }
+}
+
+/// `[runtime]`.
+pub struct RuntimeSettings {
+    /// Resolved number of event loops ("auto" already replaced by the online core count).
+    pub workers: usize,
+    pub pin_workers: bool,
+    pub driver: Driver,
+    pub pid_file: Option<PathBuf>,
+    pub shutdown_timeout: Duration,
+    /// Client connections for the whole process; beyond it new ones are closed at once.
+    pub max_connections: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Driver {
+    /// io_uring, or epoll when io_uring is unavailable.
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogTarget {
+    Stderr,
+    Stdout,
+    File(PathBuf),
+}
+
+/// `[log]`.
+pub struct LogSettings {
+    pub level: LogLevel,
+    pub error_log: LogTarget,
+    /// `None` when `access_log = "off"`.
+    pub access_log: Option<LogTarget>,
+    /// "combined" and "upstream" are expanded to their templates at load time.
+    pub access_format: Template,
+}
+
+/// `[admin]`.
+pub struct AdminSettings {
+    pub bind: SocketAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Http,
+    Tcp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    Off,
+    V1,
+    V2,
+}
+
+/// `listener.gzip`.
+pub struct Gzip {
+    pub level: u32,
+    pub min_length: u64,
+    /// Lower-cased media types, without parameters.
+    pub types: Vec<String>,
+}
+
+/// One header set on the way up (`request_headers`) or down (`response_headers`).
+pub struct HeaderRule {
+    /// As written in the config (the case sent on the wire).
+    pub name: String,
+    /// Lower-cased, for replacing a header of the same name.
+    pub lower: String,
+    pub value: Template,
+}
+
+/// `[[listener.route]]`: first match wins.
+pub struct Route {
+    pub path_prefix: Option<String>,
+    /// Lower-cased host without port.
+    pub host: Option<String>,
+    pub group: GroupId,
+}
+
+/// `[[listener]]`.
+pub struct Listener {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub mode: Mode,
+    /// Where requests go when no route matches.
+    pub group: GroupId,
+    pub routes: Vec<Route>,
+    pub client_max_body_size: u64,
+    pub client_header_timeout: Duration,
+    pub client_body_timeout: Duration,
+    pub client_body_buffer_size: usize,
+    pub keepalive_timeout: Duration,
+    pub keepalive_requests: u32,
+    pub max_header_size: usize,
+    pub proxy_protocol: ProxyProtocol,
+    pub gzip: Option<Gzip>,
+    pub request_headers: Vec<HeaderRule>,
+    pub response_headers: Vec<HeaderRule>,
+    /// Lower-cased names.
+    pub hide_response_headers: Vec<String>,
+}
+
+impl Listener {
+    /// The group for a request with this path and (lower-cased, port-less) host.
+    pub fn route(&self, path: &[u8], host: Option<&[u8]>) -> GroupId {
+        for route in &self.routes {
+            if let Some(prefix) = &route.path_prefix
+                && !path.starts_with(prefix.as_bytes())
+            {
+                continue;
+            }
+            if let Some(want) = &route.host
+                && host != Some(want.as_bytes())
+            {
+                continue;
+            }
+            return route.group;
+        }
+        self.group
+    }
+}
+
+/// Which failures of an attempt may be retried on another server (nginx `proxy_next_upstream`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextUpstream {
+    pub error: bool,
+    pub timeout: bool,
+    pub invalid_header: bool,
+    pub http_500: bool,
+    pub http_502: bool,
+    pub http_503: bool,
+    pub http_504: bool,
+    pub http_403: bool,
+    pub http_404: bool,
+    pub http_429: bool,
+    /// nginx's `non_idempotent`: also retry POST/LOCK/PATCH.
+    pub non_idempotent: bool,
+}
+
+impl NextUpstream {
+    /// Whether a response with this status counts as a failed attempt.
+    pub fn on_status(&self, status: u16) -> bool {
+        match status {
+            500 => self.http_500,
+            502 => self.http_502,
+            503 => self.http_503,
+            504 => self.http_504,
+            403 => self.http_403,
+            404 => self.http_404,
+            429 => self.http_429,
+            _ => false,
+        }
+    }
+}
+
+/// `health_check` (active probes; behaviour lands with the health issue).
+pub struct HealthCheck {
+    pub path: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Inclusive status range counted as healthy.
+    pub expect: (u16, u16),
+}
+
+/// `queue` (behaviour lands with the queue issue).
+pub struct Queue {
+    pub max: usize,
+    pub timeout: Duration,
+}
+
+/// `[upstreams.NAME]`: servers, their balancer and how to talk to them.
+pub struct Group {
+    pub name: String,
+    pub peers: Peers,
+    /// For `balance = "hash"`.
+    pub hash_key: Option<Template>,
+    /// Idle pooled connections kept per worker per server.
+    pub keepalive: usize,
+    pub keepalive_requests: u32,
+    pub keepalive_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub send_timeout: Duration,
+    /// Longest gap between two reads from the server.
+    pub read_timeout: Duration,
+    pub next_upstream: NextUpstream,
+    /// 0 = as many as there are servers.
+    pub next_upstream_tries: u32,
+    /// Zero = no limit.
+    pub next_upstream_timeout: Duration,
+    pub retry_non_idempotent: bool,
+    pub health_check: Option<HealthCheck>,
+    pub queue: Option<Queue>,
+    pub slow_start: Option<Duration>,
+}

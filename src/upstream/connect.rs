@@ -1,0 +1,1 @@
+//! Dialing a server with a timeout.

@@ -1,0 +1,4 @@
+//! Connections to servers: dialing with a timeout and the per-worker keep-alive pool.
+
+pub mod connect;
+pub mod pool;

@@ -1,0 +1,1 @@
+//! Per-worker idle keep-alive connections to servers.

@@ -1,0 +1,1 @@
+//! One worker: its snapshot cache, pools and cursors, and the accept loops.
