@@ -33,3 +33,10 @@ pub mod snapshot;
 pub mod template;
 pub mod upstream;
 pub mod worker;
+
+/// Runs `snapshot` in the foreground: opens its listeners, starts the workers and returns
+/// when SIGINT or SIGTERM arrives (or start-up fails).
+pub fn serve(snapshot: snapshot::Snapshot) -> Result<(), String> {
+    let _ = snapshot;
+    todo!()
+}

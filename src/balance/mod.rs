@@ -79,7 +79,8 @@ impl Tried {
 
 /// The servers of one group, their policy and their process-wide marks.
 pub struct Peers {
-    _todo: (),
+    policy: Policy,
+    servers: Vec<Server>,
 }
 
 /// Per-worker balancing state for one group (smooth weights, tie cursor, random seed).
@@ -89,16 +90,16 @@ pub struct LocalCursor {
 
 impl Peers {
     /// Builds the peers (and the hash ring for `Policy::Hash`). Servers are already validated.
-    pub fn new(_policy: Policy, _servers: Vec<Server>) -> Peers {
-        todo!()
+    pub fn new(policy: Policy, servers: Vec<Server>) -> Peers {
+        Peers { policy, servers }
     }
 
     pub fn policy(&self) -> Policy {
-        todo!()
+        self.policy
     }
 
     pub fn servers(&self) -> &[Server] {
-        todo!()
+        &self.servers
     }
 
     /// Chooses a server not in `tried`, available at `now_ms` (see [`crate::clock::now_ms`]).

@@ -23,7 +23,7 @@ pub enum HeadError {
     Malformed(&'static str),
     /// 431: head larger than `max_header_size` or more than `MAX_HEADERS` headers.
     TooLarge,
-    /// 501 / 400: a Transfer-Encoding we do not implement.
+    /// 501: a Transfer-Encoding other than `chunked` alone (nginx answers 501 too).
     UnsupportedEncoding,
 }
 
@@ -32,7 +32,7 @@ impl HeadError {
         match self {
             HeadError::Malformed(_) => 400,
             HeadError::TooLarge => 431,
-            HeadError::UnsupportedEncoding => 400,
+            HeadError::UnsupportedEncoding => 501,
         }
     }
 }
