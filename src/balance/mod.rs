@@ -64,7 +64,9 @@ pub struct Tried {
 
 impl Default for Tried {
     fn default() -> Self {
-        Tried { bits: [0; MAX_SERVERS / 64] }
+        Tried {
+            bits: [0; MAX_SERVERS / 64],
+        }
     }
 }
 
