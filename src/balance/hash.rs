@@ -161,6 +161,12 @@ pub(super) fn ring_pick(
         return None;
     }
     let start = ring.points.partition_point(|&point| point < key_hash) % len;
+    // The common case: the key's own server is usable; skip setting up the walk.
+    if let Some(&idx) = ring.owners.get(start)
+        && peers.fit(idx as usize, tried, now_ms) == Fit::Usable
+    {
+        return Some(idx as usize);
+    }
     let mut seen = Tried::default();
     let mut distinct = 0;
     for step in 0..len {
