@@ -200,19 +200,23 @@ pub async fn copy_response(
     let mut sent = 0u64;
     let mut data = Vec::new();
     loop {
-        let (done, n) = match frame(&mut framing, up_in.pending(), down, &mut out, &mut data) {
+        // Once the head is out, bytes that pass through unchanged go straight from the read
+        // buffer to the client: no copy for large bodies.
+        let direct = out.is_empty() && passes_through(&framing, down);
+        let sink = if direct { None } else { Some(&mut out) };
+        let (done, n) = match frame(&mut framing, up_in.pending(), down, sink, &mut data) {
             Ok(step) => step,
             Err(e) => return (Err(CopyError::Upstream(e)), out, sent),
         };
         sent += n as u64;
-        up_in.consume(n);
-        if !out.is_empty() {
-            let (res, buf) = write_all(client, std::mem::take(&mut out), send_timeout).await;
-            out = buf;
-            out.clear();
-            if let Err(e) = res {
-                return (Err(CopyError::Client(e)), out, sent);
-            }
+        let written = if direct {
+            up_in.forward(client, n, send_timeout).await
+        } else {
+            up_in.consume(n);
+            flush(client, &mut out, send_timeout).await
+        };
+        if let Err(e) = written {
+            return (Err(CopyError::Client(e)), out, sent);
         }
         if let Some(end) = done {
             return (Ok(end), out, sent);
@@ -221,11 +225,7 @@ pub async fn copy_response(
             Ok(0) if matches!(framing, UpFraming::Eof) => {
                 if down == DownFraming::Chunked {
                     out.extend_from_slice(LAST_CHUNK);
-                    let (res, buf) =
-                        write_all(client, std::mem::take(&mut out), send_timeout).await;
-                    out = buf;
-                    out.clear();
-                    if let Err(e) = res {
+                    if let Err(e) = flush(client, &mut out, send_timeout).await {
                         return (Err(CopyError::Client(e)), out, sent);
                     }
                 }
@@ -241,20 +241,43 @@ pub async fn copy_response(
     }
 }
 
-/// Moves what `input` holds of the body into `out` in the client's framing. Returns whether
-/// the body is complete and how many input bytes were used.
+/// Writes and empties `out` (nothing to do when it is empty).
+async fn flush(client: &mut TcpStream, out: &mut Vec<u8>, timeout: Duration) -> io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let (res, buf) = write_all(client, std::mem::take(out), timeout).await;
+    *out = buf;
+    out.clear();
+    res
+}
+
+/// The client gets the server's body bytes unchanged.
+fn passes_through(framing: &UpFraming, down: DownFraming) -> bool {
+    match framing {
+        UpFraming::None | UpFraming::Length(_) => true,
+        UpFraming::Chunked(_) => down == DownFraming::Chunked,
+        UpFraming::Eof => down == DownFraming::Close,
+    }
+}
+
+/// Finds how much of `input` is body and whether it ends there; with `out`, also writes
+/// those bytes into it in the client's framing (without, the caller forwards them as they
+/// are). Returns whether the body is complete and how many input bytes were used.
 fn frame(
     framing: &mut UpFraming,
     input: &[u8],
     down: DownFraming,
-    out: &mut Vec<u8>,
+    mut out: Option<&mut Vec<u8>>,
     data: &mut Vec<std::ops::Range<usize>>,
 ) -> io::Result<(Option<CopyEnd>, usize)> {
     match framing {
         UpFraming::None => Ok((Some(CopyEnd::Complete), 0)),
         UpFraming::Length(remaining) => {
             let n = (*remaining).min(input.len() as u64) as usize;
-            out.extend_from_slice(&input[..n]);
+            if let Some(out) = out {
+                out.extend_from_slice(&input[..n]);
+            }
             *remaining -= n as u64;
             Ok(((*remaining == 0).then_some(CopyEnd::Complete), n))
         }
@@ -263,18 +286,22 @@ fn frame(
             let decoded = decoder
                 .decode(input, data)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunked body"))?;
-            if down == DownFraming::Chunked {
-                // Both sides chunked: pass the validated bytes through unchanged.
-                out.extend_from_slice(&input[..decoded.consumed]);
-            } else {
-                for r in data.iter() {
-                    out.extend_from_slice(&input[r.clone()]);
+            if let Some(out) = out.as_deref_mut() {
+                if down == DownFraming::Chunked {
+                    // Both sides chunked: the validated bytes go through unchanged.
+                    out.extend_from_slice(&input[..decoded.consumed]);
+                } else {
+                    for r in data.iter() {
+                        out.extend_from_slice(&input[r.clone()]);
+                    }
                 }
             }
             Ok((decoded.done.then_some(CopyEnd::Complete), decoded.consumed))
         }
         UpFraming::Eof => {
-            if !input.is_empty() {
+            if let Some(out) = out
+                && !input.is_empty()
+            {
                 if down == DownFraming::Chunked {
                     chunk_header(input.len(), out);
                     out.extend_from_slice(input);
