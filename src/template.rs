@@ -392,6 +392,28 @@ mod tests {
     }
 
     #[test]
+    fn arbitrary_input_never_panics() {
+        let alphabet = b"${}_$ahtpr-x\xc3\xa9";
+        let mut state: u64 = 0x1234_5678_9abc_def1;
+        for _ in 0..5000 {
+            let mut text = Vec::new();
+            for _ in 0..state % 12 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                text.push(alphabet[(state % alphabet.len() as u64) as usize]);
+            }
+            let text = String::from_utf8_lossy(&text);
+            if let Ok(t) = Template::parse(&text) {
+                let mut out = Vec::new();
+                t.render(&Names, &mut out);
+            }
+            let _ = query_arg(text.as_bytes(), b"a");
+            let _ = cookie(text.as_bytes(), b"a");
+        }
+    }
+
+    #[test]
     fn query_arg_finds_first_exact_name() {
         let q = b"model=gpt&m=x&model=other&empty=&flag";
         assert_eq!(query_arg(q, b"model"), Some(&b"gpt"[..]));

@@ -134,7 +134,17 @@ pub fn resolve(text: &str, port_zero: Zero) -> Result<SocketAddr, String> {
     Ok(addr)
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Set by tests that feed arbitrary input, so a mutated address never reaches DNS.
+    pub static NO_LOOKUPS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 fn resolve_name(text: &str) -> Result<SocketAddr, String> {
+    #[cfg(test)]
+    if NO_LOOKUPS.with(|n| n.get()) {
+        return Err(format!("{text:?}: name lookups are off in this test"));
+    }
     let not_an_address =
         || format!("{text:?} is not an address: expected host:port, e.g. \"127.0.0.1:8080\"");
     let (host, port) = text.rsplit_once(':').ok_or_else(not_an_address)?;

@@ -404,6 +404,12 @@ fn admin_bind_is_read() {
 }
 
 #[test]
+fn admin_bind_must_not_be_a_listener_address() {
+    let text = with_section("[admin]\nbind = \"127.0.0.1:1700\"");
+    assert_error(&text, 2, "admin.bind", "already used by listener");
+}
+
+#[test]
 fn admin_bind_must_be_an_address() {
     assert_error(
         &with_section("[admin]\nbind = \"9901\""),
@@ -417,4 +423,43 @@ fn admin_bind_must_be_an_address() {
         "admin.bind",
         "missing key `bind`",
     );
+}
+
+// ---- robustness ----
+
+/// xorshift64*: deterministic, so a failure reproduces.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+#[test]
+fn mutated_configs_never_panic() {
+    super::check::NO_LOOKUPS.with(|n| n.set(true));
+    let seed = include_str!("../../config/ringway.toml").as_bytes();
+    let alphabet = b"[]{}=\",.#\n $:0123456789-_abkmsx\"'\\";
+    let mut state = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..1500 {
+        let mut bytes = seed.to_vec();
+        for _ in 0..1 + next(&mut state) % 4 {
+            let at = (next(&mut state) % bytes.len() as u64) as usize;
+            let byte = alphabet[(next(&mut state) % alphabet.len() as u64) as usize];
+            match next(&mut state) % 3 {
+                0 => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ => {
+                    bytes.remove(at);
+                }
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        if let Err(errors) = try_load(&text) {
+            assert!(!errors.is_empty());
+            for e in &errors {
+                assert!(e.line <= text.lines().count() + 1, "{e}");
+            }
+        }
+    }
 }

@@ -90,6 +90,12 @@ fn hash_needs_a_hash_key_template() {
 }
 
 #[test]
+fn hash_key_without_variables_is_an_error() {
+    let text = config("", "balance = \"hash\"\nhash_key = \"session\"");
+    assert_error(&text, 8, "upstreams.u.hash_key", "no variables");
+}
+
+#[test]
 fn hash_key_without_hash_balance_is_an_error() {
     let text = config("", "hash_key = \"$remote_addr\"");
     assert_error(

@@ -120,6 +120,11 @@ fn hash_key(
         }
         (None, _) => None,
         (Some(key), Policy::Hash) => match Template::parse(key.get_ref()) {
+            Ok(t) if t.is_literal() => {
+                let message = "has no variables, so every request would go to the same server";
+                r.at(&key.span(), &join(base, "hash_key"), message);
+                None
+            }
             Ok(t) => Some(t),
             Err(e) => {
                 r.at(

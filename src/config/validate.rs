@@ -37,15 +37,26 @@ pub fn build(
     let groups = groups(report, raw.upstreams.as_ref());
     let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
     let listeners = listeners(report, raw.listener.as_deref(), &names, &groups);
+    let admin = raw.admin.as_ref().and_then(|a| {
+        let settings = admin(report, a.get_ref(), &a.span())?;
+        let clash = listeners
+            .iter()
+            .find(|l| l.bind == settings.bind && l.bind.port() != 0);
+        if let (Some(l), Some(bind)) = (clash, &a.get_ref().bind) {
+            let message = format!(
+                "address {} is already used by listener {:?}",
+                l.bind, l.name
+            );
+            report.at(&bind.span(), "admin.bind", message);
+        }
+        Some(settings)
+    });
     Snapshot {
         generation,
         source: path.to_path_buf(),
         runtime: runtime(report, raw.runtime.as_ref().map(|r| r.get_ref())),
         log: log(report, raw.log.as_ref().map(|l| l.get_ref())),
-        admin: raw
-            .admin
-            .as_ref()
-            .and_then(|a| admin(report, a.get_ref(), &a.span())),
+        admin,
         listeners,
         groups,
     }
