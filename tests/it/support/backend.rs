@@ -308,10 +308,7 @@ fn serve(stream: TcpStream, number: usize, shared: &Shared) {
         closed: false,
     };
     let mut seq = 0;
-    loop {
-        let Some(mut req) = read_request(&mut conn, peer, number, seq) else {
-            break;
-        };
+    while let Some(mut req) = read_request(&mut conn, peer, number, seq) {
         seq += 1;
         if req
             .header("expect")

@@ -2,6 +2,9 @@
 //! ([`Backend`]), a raw-socket HTTP client ([`Client`]) and small helpers (free ports, bounded
 //! waits, the `both_drivers!` macro).
 
+// A toolkit: each test binary build uses only some of its helpers.
+#![allow(dead_code)]
+
 pub mod backend;
 pub mod client;
 pub mod proxy;
@@ -109,4 +112,28 @@ pub fn pattern(n: usize, seed: u64) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// One entry of an upstream's `servers` list: `{ addr = "...", <extra> }`.
+pub fn server(addr: SocketAddr, extra: &str) -> String {
+    if extra.is_empty() {
+        format!("{{ addr = \"{addr}\" }}")
+    } else {
+        format!("{{ addr = \"{addr}\", {extra} }}")
+    }
+}
+
+/// A config body with one HTTP listener on `$BIND` in front of upstream `u`:
+/// `listener` and `upstream` are extra keys for each table.
+pub fn config(listener: &str, upstream: &str, servers: &[String]) -> String {
+    format!(
+        "[[listener]]\nname = \"it\"\nbind = \"$BIND\"\nmode = \"http\"\nupstream = \"u\"\n\
+         {listener}\n\n[upstreams.u]\n{upstream}\nservers = [{}]\n",
+        servers.join(", ")
+    )
+}
+
+/// The simplest config: one listener, one server, defaults everywhere.
+pub fn single(addr: SocketAddr) -> String {
+    config("", "", &[server(addr, "")])
 }

@@ -53,6 +53,8 @@ pub struct Proxy {
     stderr: PathBuf,
     pub dir: TempDir,
     exited: Option<ExitStatus>,
+    /// The config and stderr went into a panic message already.
+    described: bool,
 }
 
 /// The binary under test.
@@ -73,7 +75,7 @@ impl Proxy {
         let level = std::env::var("RINGWAY_IT_LOG").unwrap_or_else(|_| "info".into());
         let text = format!(
             "[runtime]\ndriver = \"{driver}\"\nworkers = {workers}\npin_workers = false\n\
-             pid_file = \"{}\"\nshutdown_timeout = \"1s\"\n\n[log]\nlevel = \"{level}\"\n{body}",
+             pid_file = \"{}\"\nshutdown_timeout = \"1s\"\n\n[log]\nlevel = \"{level}\"\n\n{body}",
             dir.path.join("ringway.pid").display()
         );
         let config = dir.write("ringway.toml", &text);
@@ -94,6 +96,7 @@ impl Proxy {
             stderr,
             dir,
             exited: None,
+            described: false,
         };
         proxy.wait_listening();
         proxy
@@ -105,6 +108,7 @@ impl Proxy {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 self.exited = Some(status);
+                self.described = true;
                 panic!(
                     "ringway exited during start-up ({status})\n{}",
                     self.describe()
@@ -114,6 +118,7 @@ impl Proxy {
                 return;
             }
             if Instant::now() >= deadline {
+                self.described = true;
                 panic!(
                     "ringway did not listen on {} in {START_TIMEOUT:?}\n{}",
                     self.addr,
@@ -184,7 +189,7 @@ impl Drop for Proxy {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        if std::thread::panicking() {
+        if std::thread::panicking() && !self.described {
             eprintln!("{}", self.describe());
         }
     }
