@@ -51,7 +51,8 @@ fn weights_3_2_split_100_requests_exactly_60_40(driver: &str) {
 }
 both_drivers!(weights_3_2_split_100_requests_exactly_60_40);
 
-fn least_conn_avoids_the_server_busy_with_a_slow_request(driver: &str) {
+/// One slow request in flight on one server; quick ones must all go to the other.
+fn least_conn_check(driver: &str, workers: usize) {
     let handler = |name: &'static str| {
         move |req: &Request, c: &mut Conn| {
             if req.path() == "/slow" {
@@ -62,21 +63,35 @@ fn least_conn_avoids_the_server_busy_with_a_slow_request(driver: &str) {
     };
     let (a, b) = (Backend::start(handler("a")), Backend::start(handler("b")));
     let servers = [server(a.addr(), ""), server(b.addr(), "")];
-    let p = Proxy::start(driver, &config("", "balance = \"least_conn\"", &servers));
+    let p = Proxy::start_workers(
+        driver,
+        workers,
+        &config("", "balance = \"least_conn\"", &servers),
+    );
     let addr = p.addr;
     let slow = std::thread::spawn(move || get(addr, "/slow").text());
     assert!(wait_until(Duration::from_secs(2), || a.request_count()
         + b.request_count()
         == 1));
     let busy = if a.request_count() == 1 { "a" } else { "b" };
-    let quick: Vec<String> = (0..4).map(|_| who(&p, "/quick")).collect();
+    let quick: Vec<String> = (0..6).map(|_| who(&p, "/quick")).collect();
     assert!(
         quick.iter().all(|w| w != busy),
         "{busy} is busy, yet got {quick:?}"
     );
     assert_eq!(slow.join().expect("slow request thread"), busy);
 }
+fn least_conn_avoids_the_server_busy_with_a_slow_request(driver: &str) {
+    least_conn_check(driver, 1);
+}
 both_drivers!(least_conn_avoids_the_server_busy_with_a_slow_request);
+
+/// With two workers, the quick requests land on both (SO_REUSEPORT spreads connections):
+/// the count of the slow one must be seen by the other worker too.
+fn least_conn_counts_are_per_process_not_per_worker(driver: &str) {
+    least_conn_check(driver, 2);
+}
+both_drivers!(least_conn_counts_are_per_process_not_per_worker);
 
 fn three_named() -> [Backend; 3] {
     [

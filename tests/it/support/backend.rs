@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::wait_until;
+use super::{free_port, wait_until};
 
 /// Most connections served at once; more are closed at accept.
 const MAX_CONNS: usize = 256;
@@ -195,7 +195,7 @@ pub struct Backend {
 impl Backend {
     /// Serves every request with `handler`, on a fresh port.
     pub fn start(handler: impl Fn(&Request, &mut Conn) + Send + Sync + 'static) -> Backend {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind backend");
+        let listener = bind_registered();
         let addr = listener.local_addr().expect("backend addr");
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
@@ -271,6 +271,17 @@ impl Drop for Backend {
             let _ = accept.join();
         }
     }
+}
+
+/// Binds a port from [`free_port`] rather than port 0: a kernel-chosen port could be one
+/// just handed to a proxy that has not bound it yet.
+fn bind_registered() -> TcpListener {
+    for _ in 0..100 {
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", free_port())) {
+            return listener;
+        }
+    }
+    panic!("no bindable port for a backend after 100 tries");
 }
 
 fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
