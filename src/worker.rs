@@ -72,12 +72,9 @@ fn local_snapshot(snap: Arc<Snapshot>, worker: usize) -> LocalSnapshot {
     let cursors = snap
         .groups
         .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            // Different seeds keep workers from picking in lockstep.
-            let seed = 0x9e37_79b9_7f4a_7c15u64 ^ ((worker as u64) << 32) ^ i as u64;
-            RefCell::new(LocalCursor::new(&g.peers, seed))
-        })
+        // The worker index as seed: worker 0 starts where nginx would, the others further
+        // along, so workers do not send their first requests to the same server.
+        .map(|g| RefCell::new(LocalCursor::new(&g.peers, worker as u64)))
         .collect();
     LocalSnapshot { snap, cursors }
 }
