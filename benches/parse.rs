@@ -70,7 +70,10 @@ fn heads(c: &mut Criterion) {
         g.bench_function(name, |b| b.iter(|| parse_request(black_box(wire), LIMITS)));
     }
     // What httparse alone costs on the same bytes: our validation is the difference.
-    for (name, wire) in [("httparse_only_curl", CURL), ("httparse_only_browser", BROWSER)] {
+    for (name, wire) in [
+        ("httparse_only_curl", CURL),
+        ("httparse_only_browser", BROWSER),
+    ] {
         g.throughput(Throughput::Bytes(wire.len() as u64));
         g.bench_function(name, |b| {
             b.iter(|| {
