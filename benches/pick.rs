@@ -77,7 +77,10 @@ fn pick_after_failure(c: &mut Criterion) {
         (0..64).step_by(2).for_each(|idx| tried.insert(idx));
         group.bench_function(format!("{policy:?}/64_half_tried"), |b| {
             b.iter(|| {
-                let key = PickKey::Bytes(b"/v1/completions");
+                let key = match policy {
+                    Policy::IpHash => PickKey::Ip(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))),
+                    _ => PickKey::Bytes(b"/v1/completions"),
+                };
                 black_box(peers.pick(&mut cursor, black_box(key), &tried, 1))
             })
         });

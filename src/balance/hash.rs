@@ -86,11 +86,18 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The consistent hash ring of one group: sorted point hashes and, alongside, their owners.
-/// Two arrays rather than pairs so that the binary search walks dense `u64`s.
+/// Two arrays rather than pairs so that the search walks dense `u64`s. A binary search over
+/// tens of thousands of points mispredicts at every level, so `starts` buckets the points by
+/// the top bits of their hash (about four points a bucket): a lookup reads one bucket.
 #[derive(Default)]
 pub(super) struct Ring {
     points: Box<[u64]>,
     owners: Box<[u32]>,
+    /// `starts[b]`: the index of the first point whose top bits are `b` or more; one more
+    /// entry than there are buckets, the last being `points.len()`.
+    starts: Box<[u32]>,
+    /// `64 - bucket bits`: `hash >> shift` is a hash's bucket (bits are 1 or more).
+    shift: u32,
 }
 
 impl Ring {
@@ -122,10 +129,35 @@ impl Ring {
             }
         }
         ring.sort_unstable();
+        let points: Box<[u64]> = ring.iter().map(|&(hash, _)| hash).collect();
+        let bits = (points.len() / 4)
+            .max(2)
+            .next_power_of_two()
+            .trailing_zeros();
+        let shift = 64 - bits;
+        let starts = (0..=1u64 << bits)
+            .map(|bucket| points.partition_point(|&point| point >> shift < bucket) as u32)
+            .collect();
         Ring {
-            points: ring.iter().map(|&(hash, _)| hash).collect(),
+            points,
             owners: ring.iter().map(|&(_, idx)| idx).collect(),
+            starts,
+            shift,
         }
+    }
+
+    /// The index of the first point at or after `hash`, wrapping to 0 past the last one.
+    /// Call only on a non-empty ring.
+    #[inline]
+    fn position(&self, hash: u64) -> usize {
+        let bucket = (hash >> self.shift) as usize;
+        let (Some(&lo), Some(&hi)) = (self.starts.get(bucket), self.starts.get(bucket + 1)) else {
+            return 0;
+        };
+        let (lo, hi) = (lo as usize, hi as usize);
+        let within = self.points.get(lo..hi).unwrap_or_default();
+        let pos = lo + within.iter().take_while(|&&point| point < hash).count();
+        if pos >= self.points.len() { 0 } else { pos }
     }
 
     #[cfg(test)]
@@ -160,7 +192,7 @@ pub(super) fn ring_pick(
     if len == 0 {
         return None;
     }
-    let start = ring.points.partition_point(|&point| point < key_hash) % len;
+    let start = ring.position(key_hash);
     // The common case: the key's own server is usable; skip setting up the walk.
     if let Some(&idx) = ring.owners.get(start)
         && peers.fit(idx as usize, tried, now_ms) == Fit::Usable
@@ -279,6 +311,27 @@ mod tests {
         let peers = group(Policy::Hash, heavy);
         assert!(peers.ring.len() as u64 <= MAX_POINTS);
         assert!(peers.ring.len() as u64 >= MAX_POINTS - 8);
+    }
+
+    #[test]
+    fn bucketed_lookup_agrees_with_binary_search() {
+        for count in [1, 3, 64] {
+            let peers = group(
+                Policy::Hash,
+                (0..count).map(|p| server_at(p, 1 + p as u32 % 3)).collect(),
+            );
+            let ring = &peers.ring;
+            let mut state = 0x1234_5678_9ABC_DEF0u64;
+            let probes = (0..20_000).map(|_| super::super::random_two::next_random(&mut state));
+            let edges = ring
+                .points
+                .iter()
+                .flat_map(|&p| [p.wrapping_sub(1), p, p.wrapping_add(1)]);
+            for hash in probes.chain(edges).chain([0, u64::MAX]) {
+                let want = ring.points.partition_point(|&point| point < hash) % ring.len();
+                assert_eq!(ring.position(hash), want, "{count} servers, hash {hash:#x}");
+            }
+        }
     }
 
     #[test]

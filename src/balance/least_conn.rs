@@ -1,13 +1,18 @@
 //! least_conn: the fewest active requests relative to weight, ties by smooth round robin.
 //!
 //! Active counts are process-wide (every worker's requests count), read from the marks. As in
-//! nginx, a first pass finds the best ratio and a second pass, only when several servers share
-//! it, runs one smooth weighted round robin step among those tied. Ratios are compared by
-//! cross-multiplying (`active_a * weight_b` vs `active_b * weight_a`): exact, no division.
-//! Counts may move between the two passes (other workers); a server that got better in the
-//! meantime joins the tie, and if every tied server got worse the first pass's best is used.
+//! nginx, one pass finds the best ratio, then one smooth weighted round robin step runs among
+//! the servers that share it. Ratios are compared by cross-multiplying (`active_a * weight_b`
+//! vs `active_b * weight_a`): exact, no division. The tied servers are remembered on the stack
+//! (up to [`TIE_SLOTS`]), so the round robin step uses the same counts the first pass saw and
+//! does not scan the group again. With more ties than that, a second scan takes part every
+//! server whose ratio is still at most the best (counts may have moved meanwhile; if every one
+//! got worse, the first pass's best is used).
 
 use super::{Fit, Peers, Tried, round_robin};
+
+/// Ties remembered without a second scan (256 bytes of stack).
+const TIE_SLOTS: usize = 64;
 
 pub(super) fn pick(
     peers: &Peers,
@@ -17,12 +22,12 @@ pub(super) fn pick(
     now_ms: u64,
     busy: &mut bool,
 ) -> Option<usize> {
-    // (index, active, weight) of the best so far, and how many share its ratio.
-    let mut best: Option<(usize, u64, u64)> = None;
+    // (active, weight) of the best ratio so far, and the servers that share it.
+    let mut best: Option<(u64, u64)> = None;
+    let mut tied = [0u32; TIE_SLOTS];
     let mut ties = 0usize;
     for &idx in set {
-        let idx = idx as usize;
-        match peers.fit(idx, tried, now_ms) {
+        match peers.fit(idx as usize, tried, now_ms) {
             Fit::Usable => {}
             Fit::Capped => {
                 *busy = true;
@@ -30,34 +35,40 @@ pub(super) fn pick(
             }
             Fit::Out => continue,
         }
-        let active = u64::from(peers.marks.active(idx));
-        let weight = u64::from(peers.weight(idx));
-        match best {
-            Some((_, best_active, best_weight)) => {
+        let active = u64::from(peers.marks.active(idx as usize));
+        let weight = u64::from(peers.weight(idx as usize));
+        let better = match best {
+            Some((best_active, best_weight)) => {
                 let (this, top) = (active * best_weight, best_active * weight);
-                if this < top {
-                    best = Some((idx, active, weight));
-                    ties = 1;
-                } else if this == top {
-                    ties += 1;
+                if this > top {
+                    continue;
                 }
+                this < top
             }
-            None => {
-                best = Some((idx, active, weight));
-                ties = 1;
-            }
+            None => true,
+        };
+        if better {
+            best = Some((active, weight));
+            ties = 0;
         }
+        if let Some(slot) = tied.get_mut(ties) {
+            *slot = idx;
+        }
+        ties += 1;
     }
-    let (first, best_active, best_weight) = best?;
+    let (best_active, best_weight) = best?;
     if ties == 1 {
-        return Some(first);
+        return Some(tied[0] as usize);
     }
-    let tied = round_robin::step(peers, set, current, |idx| {
+    if let Some(tied) = tied.get(..ties) {
+        return round_robin::step(peers, tied, current, |_| true);
+    }
+    let chosen = round_robin::step(peers, set, current, |idx| {
         peers.fit(idx, tried, now_ms) == Fit::Usable
             && u64::from(peers.marks.active(idx)) * best_weight
                 <= best_active * u64::from(peers.weight(idx))
     });
-    Some(tied.unwrap_or(first))
+    Some(chosen.unwrap_or(tied[0] as usize))
 }
 
 #[cfg(test)]
@@ -120,6 +131,18 @@ mod tests {
             [peers.active(0), peers.active(1), peers.active(2)],
             [10, 20, 10]
         );
+    }
+
+    #[test]
+    fn more_ties_than_slots_still_rotate_over_all_of_them() {
+        let peers = group(Policy::LeastConn, (0..100).map(|_| server(1)).collect());
+        let mut cursor = LocalCursor::new(&peers, 0);
+        let picks: Vec<usize> = (0..200).map(|_| next(&peers, &mut cursor)).collect();
+        let once: Vec<usize> = (0..100).collect();
+        assert_eq!(picks, [once.clone(), once].concat());
+        // Loaded servers drop out of the tie, still more than the slots: the scanned path.
+        (0..30).for_each(|idx| peers.begin(idx));
+        assert!((0..100).all(|_| next(&peers, &mut cursor) >= 30));
     }
 
     #[test]

@@ -305,6 +305,8 @@ impl Peers {
     }
 
     /// Whether `idx` is currently usable (not down, not marked failed) at `now_ms`.
+    /// "Failed" covers passive marks and active probes (`set_probe_up`); this is what
+    /// `ringway_upstream_server_up` reports.
     pub fn available(&self, idx: usize, now_ms: u64) -> bool {
         self.servers.get(idx).is_some_and(|server| !server.down) && self.marks.healthy(idx, now_ms)
     }
