@@ -93,6 +93,11 @@ impl HalfCore {
             let original = original_cgroup(hierarchy, pid)?;
             write(&limit.dir.join("cgroup.procs"), &pid.to_string())?;
             limit.moved.push((pid, original.join("cgroup.procs")));
+            // A write the kernel accepted but did not act on would make the pass a lie.
+            let now = original_cgroup(hierarchy, pid)?;
+            if now != limit.dir {
+                return Err(format!("pid {pid} is in {} after the move", now.display()));
+            }
         }
         Ok(limit)
     }

@@ -118,7 +118,9 @@ http {{
 }
 
 /// HAProxy: one thread, HTTP mode, keep-alive on both sides with `http-reuse always`, round
-/// robin, no `log` lines (so no logging).
+/// robin, no `log` lines (so no logging). `maxconn` is set because HAProxy derives its file
+/// descriptor need from it (about 2 per connection) and refuses to start when the nofile limit
+/// cannot be raised that far; 4096 is plenty for wrk's 50 connections.
 pub fn haproxy(listen: SocketAddr, backends: &[SocketAddr]) -> String {
     let servers: Vec<String> = backends
         .iter()
