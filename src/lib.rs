@@ -28,6 +28,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod http;
+pub mod log;
 pub mod runtime;
 pub mod snapshot;
 pub mod template;
@@ -35,8 +36,28 @@ pub mod upstream;
 pub mod worker;
 
 /// Runs `snapshot` in the foreground: opens its listeners, starts the workers and returns
-/// when SIGINT or SIGTERM arrives (or start-up fails).
+/// when SIGINT or SIGTERM arrives (or start-up fails). Call [`control::block_signals`] first.
 pub fn serve(snapshot: snapshot::Snapshot) -> Result<(), String> {
-    let _ = snapshot;
-    todo!()
+    use std::sync::Arc;
+    log::set_level(snapshot.log.level);
+    let pid_file = snapshot.runtime.pid_file.clone();
+    let summary: Vec<String> = snapshot
+        .listeners
+        .iter()
+        .map(|l| format!("{} on {}", l.name, l.bind))
+        .collect();
+    let current = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
+    let running = runtime::start(current).map_err(|e| e.to_string())?;
+    if let Some(path) = &pid_file {
+        control::write_pid_file(path)
+            .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
+    }
+    info!(
+        "serving {} with {} worker(s) on {}",
+        summary.join(", "),
+        running.workers.len(),
+        running.drivers.first().copied().unwrap_or("?")
+    );
+    control::run(pid_file.as_deref());
+    Ok(())
 }

@@ -62,3 +62,13 @@ impl Template {
         todo!()
     }
 }
+
+/// The raw value of the first `name=` in a query string.
+pub fn query_arg<'a>(_args: &'a [u8], _name: &[u8]) -> Option<&'a [u8]> {
+    todo!()
+}
+
+/// The value of cookie `name` in a `Cookie` header value.
+pub fn cookie<'a>(_cookie_header: &'a [u8], _name: &[u8]) -> Option<&'a [u8]> {
+    todo!()
+}

@@ -3,9 +3,28 @@
 //! `Peers` is immutable except for its atomics (active counts and passive-health marks, which
 //! are process-wide by contract). Anything a policy mutates on every pick lives in a
 //! `LocalCursor` owned by one worker, so no cache line bounces between cores per request.
+//!
+//! Files: `round_robin.rs` (smooth weighted, also used for backups and as every policy's
+//! fallback), `least_conn.rs`, `hash.rs` (consistent ring and ip_hash), `random_two.rs`,
+//! `marks.rs` (the atomics). Every policy picks among the primaries first; backups are chosen,
+//! by round robin among themselves, only when no primary is usable. *Usable* means not
+//! `down`, not marked by failures or probes, not tried for this request, and below
+//! `max_conns`. A pick allocates nothing and takes no lock.
+//!
+//! Keys: `hash` hashes `PickKey::Bytes` (or the address bytes of `PickKey::Ip`) onto its ring;
+//! `ip_hash` hashes `PickKey::Ip` the nginx way (or all bytes of `PickKey::Bytes`). Either
+//! with `PickKey::None` falls back to round robin. Other policies ignore the key.
+
+mod hash;
+mod least_conn;
+mod marks;
+mod random_two;
+mod round_robin;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+use marks::Marks;
 
 /// Upper bound on servers in one group (keeps `Tried` a fixed-size bitset on the stack).
 pub const MAX_SERVERS: usize = 1024;
@@ -64,16 +83,23 @@ pub struct Tried {
 
 impl Default for Tried {
     fn default() -> Self {
-        Tried { bits: [0; MAX_SERVERS / 64] }
+        Tried {
+            bits: [0; MAX_SERVERS / 64],
+        }
     }
 }
 
 impl Tried {
+    /// Indexes at or above [`MAX_SERVERS`] are ignored (a group never has them).
     pub fn insert(&mut self, idx: usize) {
-        self.bits[idx / 64] |= 1 << (idx % 64);
+        if let Some(word) = self.bits.get_mut(idx / 64) {
+            *word |= 1 << (idx % 64);
+        }
     }
     pub fn contains(&self, idx: usize) -> bool {
-        self.bits[idx / 64] & (1 << (idx % 64)) != 0
+        self.bits
+            .get(idx / 64)
+            .is_some_and(|word| word & (1 << (idx % 64)) != 0)
     }
 }
 
@@ -81,17 +107,73 @@ impl Tried {
 pub struct Peers {
     policy: Policy,
     servers: Vec<Server>,
+    /// Indexes of the non-backup servers (down ones included: they keep their hash share).
+    primaries: Box<[u32]>,
+    /// Indexes of the backup servers.
+    backups: Box<[u32]>,
+    /// Running total of the primaries' weights, in `primaries` order (ip_hash, random_two).
+    cumulative: Box<[u64]>,
+    /// The consistent ring; empty unless the policy is `Hash`.
+    ring: hash::Ring,
+    /// Active counts and health marks, shared by every worker.
+    marks: Marks,
 }
 
 /// Per-worker balancing state for one group (smooth weights, tie cursor, random seed).
 pub struct LocalCursor {
-    _todo: (),
+    /// Smooth round robin current weights, one per server (primaries and backups). Also
+    /// breaks least_conn ties and drives every policy's round robin fallback.
+    current: Vec<i64>,
+    /// xorshift64* state for random_two; never zero.
+    random: u64,
+}
+
+/// How a server stands for one pick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fit {
+    /// Down, marked failed, or already tried: not a candidate.
+    Out,
+    /// Otherwise usable but at `max_conns`.
+    Capped,
+    Usable,
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Peers {
-    /// Builds the peers (and the hash ring for `Policy::Hash`). Servers are already validated.
-    pub fn new(policy: Policy, servers: Vec<Server>) -> Peers {
-        Peers { policy, servers }
+    /// Builds the peers (and the hash ring for `Policy::Hash`). Servers are already validated;
+    /// any beyond [`MAX_SERVERS`] are dropped (validation rejects such groups).
+    pub fn new(policy: Policy, mut servers: Vec<Server>) -> Peers {
+        servers.truncate(MAX_SERVERS);
+        let indexes = |backup: bool| -> Box<[u32]> {
+            (0..servers.len() as u32)
+                .filter(|&idx| servers[idx as usize].backup == backup)
+                .collect()
+        };
+        let (primaries, backups) = (indexes(false), indexes(true));
+        let cumulative = primaries
+            .iter()
+            .scan(0u64, |sum, &idx| {
+                *sum += u64::from(servers[idx as usize].weight.max(1));
+                Some(*sum)
+            })
+            .collect();
+        let ring = match policy {
+            Policy::Hash => hash::Ring::build(&servers, &primaries),
+            _ => hash::Ring::default(),
+        };
+        let marks = Marks::new(servers.len());
+        Peers {
+            policy,
+            servers,
+            primaries,
+            backups,
+            cumulative,
+            ring,
+            marks,
+        }
     }
 
     pub fn policy(&self) -> Policy {
@@ -106,48 +188,177 @@ impl Peers {
     /// Backups are chosen only when no primary is available.
     pub fn pick(
         &self,
-        _cursor: &mut LocalCursor,
-        _key: PickKey<'_>,
-        _tried: &Tried,
-        _now_ms: u64,
+        cursor: &mut LocalCursor,
+        key: PickKey<'_>,
+        tried: &Tried,
+        now_ms: u64,
     ) -> Pick {
-        todo!()
+        cursor.fit_to(self);
+        let mut busy = false;
+        let chosen = self
+            .pick_primary(cursor, key, tried, now_ms, &mut busy)
+            .or_else(|| {
+                round_robin::pick(
+                    self,
+                    &self.backups,
+                    &mut cursor.current,
+                    tried,
+                    now_ms,
+                    &mut busy,
+                )
+            });
+        match chosen {
+            Some(idx) => Pick::Server(idx),
+            None if busy => Pick::Busy,
+            None => Pick::Unavailable,
+        }
+    }
+
+    /// The policy's choice among the primaries. `None` only after every primary was looked
+    /// at, so `busy` is complete.
+    fn pick_primary(
+        &self,
+        cursor: &mut LocalCursor,
+        key: PickKey<'_>,
+        tried: &Tried,
+        now_ms: u64,
+        busy: &mut bool,
+    ) -> Option<usize> {
+        let current = &mut cursor.current;
+        match (self.policy, key) {
+            (Policy::RoundRobin, _) | (Policy::IpHash | Policy::Hash, PickKey::None) => {
+                round_robin::pick(self, &self.primaries, current, tried, now_ms, busy)
+            }
+            (Policy::LeastConn, _) => {
+                least_conn::pick(self, &self.primaries, current, tried, now_ms, busy)
+            }
+            (Policy::RandomTwo, _) => random_two::pick(self, cursor, tried, now_ms, busy),
+            (Policy::IpHash, PickKey::Ip(ip)) => {
+                let (bytes, len) = hash::ip_hash_key(ip);
+                hash::ip_hash_pick(self, current, &bytes[..len], tried, now_ms, busy)
+            }
+            (Policy::IpHash, PickKey::Bytes(bytes)) => {
+                hash::ip_hash_pick(self, current, bytes, tried, now_ms, busy)
+            }
+            (Policy::Hash, PickKey::Bytes(bytes)) => {
+                hash::ring_pick(self, hash::hash64(bytes), tried, now_ms, busy)
+            }
+            (Policy::Hash, PickKey::Ip(ip)) => {
+                let (bytes, len) = hash::ip_bytes(ip);
+                hash::ring_pick(self, hash::hash64(&bytes[..len]), tried, now_ms, busy)
+            }
+        }
+    }
+
+    /// How `idx` stands for this pick. Loads the active count only when it is capped, and
+    /// the health marks from a line that is written only on failures.
+    #[inline]
+    fn fit(&self, idx: usize, tried: &Tried, now_ms: u64) -> Fit {
+        let Some(server) = self.servers.get(idx) else {
+            return Fit::Out;
+        };
+        if server.down || tried.contains(idx) || !self.marks.healthy(idx, now_ms) {
+            Fit::Out
+        } else if server.max_conns != 0 && self.marks.active(idx) >= server.max_conns {
+            Fit::Capped
+        } else {
+            Fit::Usable
+        }
+    }
+
+    /// The weight balancing uses (at least 1).
+    #[inline]
+    fn weight(&self, idx: usize) -> u32 {
+        self.servers
+            .get(idx)
+            .map_or(1, |server| server.weight.max(1))
     }
 
     /// A request starts on server `idx` (least_conn / max_conns count).
-    pub fn begin(&self, _idx: usize) {
-        todo!()
+    pub fn begin(&self, idx: usize) {
+        self.marks.begin(idx);
     }
 
     /// The request started with `begin(idx)` is over.
-    pub fn end(&self, _idx: usize) {
-        todo!()
+    pub fn end(&self, idx: usize) {
+        self.marks.end(idx);
     }
 
     /// An attempt on `idx` failed (nginx semantics: `max_fails` within `fail_timeout`).
-    pub fn failed(&self, _idx: usize, _now_ms: u64) {
-        todo!()
+    ///
+    /// The count restarts when `fail_timeout` has passed since the first failure it counted;
+    /// reaching `max_fails` makes the server unavailable until `now_ms + fail_timeout`. After
+    /// that it gets traffic again, and (as in nginx) one more failure before any success marks
+    /// it again at once. `max_fails = 0` never marks.
+    pub fn failed(&self, idx: usize, now_ms: u64) {
+        if let Some(server) = self.servers.get(idx) {
+            self.marks
+                .failed(idx, now_ms, server.max_fails, millis(server.fail_timeout));
+        }
     }
 
-    /// An attempt on `idx` succeeded: its failure count starts over.
-    pub fn succeeded(&self, _idx: usize) {
-        todo!()
+    /// An attempt on `idx` succeeded: its failure count starts over. (nginx forgets failures
+    /// only on a success after `fail_timeout`; any success is taken as proof here.) A down
+    /// period already running is not cut short.
+    pub fn succeeded(&self, idx: usize) {
+        self.marks.succeeded(idx);
     }
 
     /// Whether `idx` is currently usable (not down, not marked failed) at `now_ms`.
-    pub fn available(&self, _idx: usize, _now_ms: u64) -> bool {
-        todo!()
+    pub fn available(&self, idx: usize, now_ms: u64) -> bool {
+        self.servers.get(idx).is_some_and(|server| !server.down) && self.marks.healthy(idx, now_ms)
     }
 
     /// Active requests on `idx`, process-wide.
-    pub fn active(&self, _idx: usize) -> u32 {
-        todo!()
+    pub fn active(&self, idx: usize) -> u32 {
+        self.marks.active(idx)
+    }
+
+    /// Active health checks: after `fall` bad probes `set_probe_up(idx, false)` takes the
+    /// server out of every pick, after `rise` good ones `set_probe_up(idx, true)` brings it
+    /// back. Independent of the passive marks.
+    pub fn set_probe_up(&self, idx: usize, up: bool) {
+        self.marks.set_probe_up(idx, up);
     }
 }
 
 impl LocalCursor {
     /// A fresh cursor for `peers`, seeded so that workers do not move in lockstep.
-    pub fn new(_peers: &Peers, _seed: u64) -> LocalCursor {
-        todo!()
+    ///
+    /// Give each worker a different seed (its index will do): the round robin starts `seed`
+    /// steps along (modulo the total weight, at most 256 steps) so that workers do not all
+    /// send their first request to the same server, and the random state comes from it.
+    pub fn new(peers: &Peers, seed: u64) -> LocalCursor {
+        let mut cursor = LocalCursor {
+            current: vec![0; peers.servers.len()],
+            random: splitmix64(seed).max(1),
+        };
+        let total = peers.cumulative.last().copied().unwrap_or(0);
+        if total > 0 {
+            for _ in 0..seed % total.min(256) {
+                round_robin::step(peers, &peers.primaries, &mut cursor.current, |_| true);
+            }
+        }
+        cursor
+    }
+
+    /// A cursor belongs to one `Peers`; one built for another group (say, before a reload)
+    /// starts over instead of indexing out of bounds. Allocates only in that case.
+    fn fit_to(&mut self, peers: &Peers) {
+        if self.current.len() != peers.servers.len() {
+            self.current.clear();
+            self.current.resize(peers.servers.len(), 0);
+        }
     }
 }
+
+/// splitmix64: turns any seed (0, 1, 2, ...) into a well-mixed random state.
+fn splitmix64(seed: u64) -> u64 {
+    let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests;

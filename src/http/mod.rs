@@ -1,5 +1,10 @@
 //! HTTP/1.x at L7: pure head parsing and body framing (sans-io), and the proxy loop.
 
+pub mod attempt;
 pub mod body;
 pub mod head;
+pub mod io;
 pub mod proxy;
+pub mod rewrite;
+pub mod stream;
+pub mod vars;

@@ -1,1 +1,156 @@
 //! Per-worker idle keep-alive connections to servers.
+//!
+//! The contract, after pingora's: a connection is checked in explicitly, and only after an
+//! exchange that ended cleanly (whole response read, nothing extra arrived). Dropping a
+//! `Pooled` closes it, so a connection whose exchange was cut, timed out or cancelled can
+//! never be reused by accident. Checkout says whether the connection is reused, because only
+//! a failure on a reused connection is retried silently.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use monoio::net::TcpStream;
+
+/// One upstream connection, fresh or from the pool.
+pub struct Pooled {
+    pub stream: TcpStream,
+    /// Requests already sent on this connection (for `keepalive_requests`).
+    pub requests: u32,
+    /// When an idle connection stops being worth reusing (`clock::now_ms` at checkin plus the
+    /// group's `keepalive_timeout`); meaningful only while idle.
+    expires_ms: u64,
+    /// Came out of the pool rather than from a fresh dial.
+    pub reused: bool,
+}
+
+impl Pooled {
+    /// A freshly dialed connection.
+    pub fn fresh(stream: TcpStream) -> Pooled {
+        Pooled {
+            stream,
+            requests: 0,
+            expires_ms: 0,
+            reused: false,
+        }
+    }
+}
+
+/// Idle connections of one worker, per server address, most recently used last.
+#[derive(Default)]
+pub struct LocalPool {
+    idle: HashMap<SocketAddr, Vec<Pooled>>,
+}
+
+impl LocalPool {
+    /// The most recently idled connection to `addr` that has not expired; expired ones are
+    /// closed on the way.
+    pub fn checkout(&mut self, addr: SocketAddr, now_ms: u64) -> Option<Pooled> {
+        let list = self.idle.get_mut(&addr)?;
+        while let Some(mut conn) = list.pop() {
+            if now_ms < conn.expires_ms {
+                conn.reused = true;
+                return Some(conn);
+            }
+            // Expired: the server has likely closed it already; dropping closes our end.
+        }
+        None
+    }
+
+    /// Keeps `conn` for reuse for up to `timeout_ms`; when `addr` already has `max_idle` idle
+    /// connections here the oldest is closed.
+    pub fn checkin(
+        &mut self,
+        addr: SocketAddr,
+        mut conn: Pooled,
+        max_idle: usize,
+        timeout_ms: u64,
+        now_ms: u64,
+    ) {
+        if max_idle == 0 {
+            return;
+        }
+        let list = self.idle.entry(addr).or_default();
+        if list.len() >= max_idle {
+            // Keep the newest: the oldest is the most likely to be closed by the server.
+            list.remove(0);
+        }
+        conn.expires_ms = now_ms.saturating_add(timeout_ms);
+        list.push(conn);
+    }
+
+    /// Closes expired idle connections, so idle sockets do not pile up on a worker that gets
+    /// no traffic for a server.
+    pub fn sweep(&mut self, now_ms: u64) {
+        for list in self.idle.values_mut() {
+            list.retain(|c| now_ms < c.expires_ms);
+        }
+        self.idle.retain(|_, list| !list.is_empty());
+    }
+
+    /// Idle connections to `addr` (for tests and status).
+    pub fn idle_count(&self, addr: SocketAddr) -> usize {
+        self.idle.get(&addr).map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (TcpStream, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (TcpStream::from_std(client).unwrap(), server)
+    }
+
+    #[monoio::test_all]
+    async fn checkin_then_checkout_returns_the_connection_marked_reused() {
+        let (s, _peer) = pair();
+        let addr = s.peer_addr().unwrap();
+        let mut pool = LocalPool::default();
+        pool.checkin(addr, Pooled::fresh(s), 4, 1000, 100);
+        let conn = pool.checkout(addr, 200).expect("pooled");
+        assert!(conn.reused);
+        assert_eq!(pool.idle_count(addr), 0);
+    }
+
+    #[monoio::test_all]
+    async fn expired_connections_are_not_handed_out() {
+        let (s, _peer) = pair();
+        let addr = s.peer_addr().unwrap();
+        let mut pool = LocalPool::default();
+        pool.checkin(addr, Pooled::fresh(s), 4, 50, 100);
+        assert!(pool.checkout(addr, 200).is_none());
+    }
+
+    #[monoio::test_all]
+    async fn pool_keeps_at_most_max_idle_and_sweep_drops_expired() {
+        let mut peers = Vec::new();
+        let mut pool = LocalPool::default();
+        let mut addr = None;
+        for i in 0..3 {
+            let (s, p) = pair();
+            peers.push(p);
+            let a = s.peer_addr().unwrap();
+            // Different listeners, same key: what matters is the cap per key.
+            let key = *addr.get_or_insert(a);
+            pool.checkin(key, Pooled::fresh(s), 2, 10, 100 + i);
+        }
+        let key = addr.unwrap();
+        assert_eq!(pool.idle_count(key), 2);
+        pool.sweep(111);
+        assert_eq!(pool.idle_count(key), 1);
+        pool.sweep(1000);
+        assert_eq!(pool.idle_count(key), 0);
+    }
+
+    #[monoio::test_all]
+    async fn zero_keepalive_keeps_nothing() {
+        let (s, _peer) = pair();
+        let addr = s.peer_addr().unwrap();
+        let mut pool = LocalPool::default();
+        pool.checkin(addr, Pooled::fresh(s), 0, 10, 1);
+        assert_eq!(pool.idle_count(addr), 0);
+    }
+}

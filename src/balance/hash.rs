@@ -1,0 +1,453 @@
+//! Keyed policies: `hash` (a consistent, ketama-style ring) and `ip_hash` (nginx's).
+//!
+//! `hash`: every primary server owns about 160 points per unit of weight on a ring of 64-bit
+//! hashes (at most [`MAX_POINTS`] in all, shared out by weight when the weights ask for more).
+//! A point's hash comes from the server's address, not its position in the list, so adding
+//! or removing a server moves only the keys that land on its points: about 1/N of them. A key
+//! goes to the owner of the first point at or after its hash (binary search); when that server
+//! is down, failed, tried or at `max_conns`, the walk goes on clockwise to the next distinct
+//! server, so each key still has a stable order of servers to fall back to. Down servers
+//! keep their points, so marking one down moves only its own keys.
+//!
+//! `ip_hash`: nginx's hash over the first three octets of an IPv4 address (clients of one /24
+//! stay together) or all sixteen of an IPv6 one, mapped onto the primaries by weight. The same
+//! arithmetic as nginx, so a configuration moved from nginx keeps its client-to-server
+//! mapping. An IPv4-mapped IPv6 address (a dual-stack listener) counts as its IPv4 address. An
+//! unusable choice is rehashed, up to 20 times, then round robin decides (as nginx does).
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{Fit, Peers, Server, Tried, round_robin};
+
+/// Points per unit of weight (ketama's 160, like nginx's `hash ... consistent`).
+pub(super) const POINTS_PER_WEIGHT: u64 = 160;
+/// At most this many points in a ring (about 2 MB); heavier groups share them by weight.
+pub(super) const MAX_POINTS: u64 = 160 * 1024;
+/// nginx rehashes an unusable ip_hash choice this many times before falling back.
+const IP_HASH_TRIES: usize = 20;
+
+/// A fast 64-bit hash: eight bytes at a time through a multiply-rotate round, then the
+/// murmur3 finalizer so that every input bit moves every output bit. Not for adversarial
+/// keys (nothing here needs it: a key only chooses among servers the operator listed).
+pub(crate) fn hash64(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = 0xCBF2_9CE4_8422_2325 ^ (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        h = (h ^ u64::from_le_bytes(word))
+            .wrapping_mul(K)
+            .rotate_left(29);
+    }
+    let tail = chunks.remainder();
+    if !tail.is_empty() {
+        let mut word = [0u8; 8];
+        word[..tail.len()].copy_from_slice(tail);
+        h = (h ^ u64::from_le_bytes(word))
+            .wrapping_mul(K)
+            .rotate_left(29);
+    }
+    fmix64(h)
+}
+
+/// murmur3's 64-bit finalizer.
+fn fmix64(mut h: u64) -> u64 {
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+    h ^ (h >> 33)
+}
+
+/// The bytes of an address, for hashing it as a key (4 for IPv4, 16 for IPv6).
+pub(super) fn ip_bytes(ip: IpAddr) -> ([u8; 16], usize) {
+    let mut bytes = [0u8; 16];
+    match canonical(ip) {
+        IpAddr::V4(v4) => {
+            bytes[..4].copy_from_slice(&v4.octets());
+            (bytes, 4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), 16),
+    }
+}
+
+/// nginx's ip_hash key: the first three octets of IPv4, all of IPv6.
+pub(super) fn ip_hash_key(ip: IpAddr) -> ([u8; 16], usize) {
+    let (bytes, len) = ip_bytes(ip);
+    (bytes, if len == 4 { 3 } else { len })
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The consistent hash ring of one group: sorted point hashes and, alongside, their owners.
+/// Two arrays rather than pairs so that the binary search walks dense `u64`s.
+#[derive(Default)]
+pub(super) struct Ring {
+    points: Box<[u64]>,
+    owners: Box<[u32]>,
+}
+
+impl Ring {
+    /// Places the points of `primaries` (indexes into `servers`).
+    pub(super) fn build(servers: &[Server], primaries: &[u32]) -> Ring {
+        let weight = |idx: u32| {
+            servers
+                .get(idx as usize)
+                .map_or(1, |s| u64::from(s.weight.max(1)))
+        };
+        let total: u64 = primaries.iter().map(|&idx| weight(idx)).sum();
+        let mut ring: Vec<(u64, u32)> = Vec::new();
+        for (nth, &idx) in primaries.iter().enumerate() {
+            let Some(server) = servers.get(idx as usize) else {
+                continue;
+            };
+            let points = if total.saturating_mul(POINTS_PER_WEIGHT) <= MAX_POINTS {
+                weight(idx) * POINTS_PER_WEIGHT
+            } else {
+                (weight(idx) * MAX_POINTS / total).max(1)
+            };
+            // The same address listed twice still gets two sets of points.
+            let twin = primaries[..nth]
+                .iter()
+                .filter(|&&other| servers.get(other as usize).map(|s| s.addr) == Some(server.addr))
+                .count() as u32;
+            for point in 0..points as u32 {
+                ring.push((point_hash(server.addr, twin, point), idx));
+            }
+        }
+        ring.sort_unstable();
+        Ring {
+            points: ring.iter().map(|&(hash, _)| hash).collect(),
+            owners: ring.iter().map(|&(_, idx)| idx).collect(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.points.len()
+    }
+}
+
+/// The hash of one point: the server's address, which of its twins it is, and the point's
+/// number — never its position in the list, which changes when servers are added.
+fn point_hash(addr: SocketAddr, twin: u32, point: u32) -> u64 {
+    let mut buf = [0u8; 26];
+    let (ip, len) = ip_bytes(addr.ip());
+    buf[..len].copy_from_slice(&ip[..len]);
+    buf[len..len + 2].copy_from_slice(&addr.port().to_be_bytes());
+    buf[len + 2..len + 6].copy_from_slice(&twin.to_le_bytes());
+    buf[len + 6..len + 10].copy_from_slice(&point.to_le_bytes());
+    hash64(&buf[..len + 10])
+}
+
+/// The first usable server clockwise from `key_hash`; `None` (after seeing every primary)
+/// when there is none.
+pub(super) fn ring_pick(
+    peers: &Peers,
+    key_hash: u64,
+    tried: &Tried,
+    now_ms: u64,
+    busy: &mut bool,
+) -> Option<usize> {
+    let ring = &peers.ring;
+    let len = ring.points.len();
+    if len == 0 {
+        return None;
+    }
+    let start = ring.points.partition_point(|&point| point < key_hash) % len;
+    // The common case: the key's own server is usable; skip setting up the walk.
+    if let Some(&idx) = ring.owners.get(start)
+        && peers.fit(idx as usize, tried, now_ms) == Fit::Usable
+    {
+        return Some(idx as usize);
+    }
+    let mut seen = Tried::default();
+    let mut distinct = 0;
+    for step in 0..len {
+        let pos = if start + step >= len {
+            start + step - len
+        } else {
+            start + step
+        };
+        let idx = ring.owners[pos] as usize;
+        if seen.contains(idx) {
+            continue;
+        }
+        match peers.fit(idx, tried, now_ms) {
+            Fit::Usable => return Some(idx),
+            Fit::Capped => *busy = true,
+            Fit::Out => {}
+        }
+        seen.insert(idx);
+        distinct += 1;
+        if distinct == peers.primaries.len() {
+            break;
+        }
+    }
+    None
+}
+
+/// nginx's ip_hash over `key` (see [`ip_hash_key`]), weighted over the primaries.
+pub(super) fn ip_hash_pick(
+    peers: &Peers,
+    current: &mut [i64],
+    key: &[u8],
+    tried: &Tried,
+    now_ms: u64,
+    busy: &mut bool,
+) -> Option<usize> {
+    let total = peers.cumulative.last().copied().unwrap_or(0);
+    if total > 0 {
+        let mut hash: u32 = 89;
+        for _ in 0..IP_HASH_TRIES {
+            for &byte in key {
+                hash = (hash * 113 + u32::from(byte)) % 6271;
+            }
+            let w = u64::from(hash) % total;
+            let nth = peers.cumulative.partition_point(|&upto| upto <= w);
+            let Some(&idx) = peers.primaries.get(nth) else {
+                break;
+            };
+            match peers.fit(idx as usize, tried, now_ms) {
+                Fit::Usable => return Some(idx as usize),
+                Fit::Capped => *busy = true,
+                Fit::Out => {}
+            }
+        }
+    }
+    round_robin::pick(peers, &peers.primaries, current, tried, now_ms, busy)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::super::tests::{group, server, server_at};
+    use super::super::{LocalCursor, Peers, Pick, PickKey, Policy, Server, Tried};
+    use super::*;
+
+    fn pick(peers: &Peers, cursor: &mut LocalCursor, key: PickKey<'_>) -> usize {
+        match peers.pick(cursor, key, &Tried::default(), 1) {
+            Pick::Server(idx) => idx,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn servers(ports: &[u16]) -> Vec<Server> {
+        ports.iter().map(|&port| server_at(port, 1)).collect()
+    }
+
+    /// The port of the server each of `keys` goes to.
+    fn owners(peers: &Peers, keys: &[String]) -> Vec<u16> {
+        let mut cursor = LocalCursor::new(peers, 0);
+        keys.iter()
+            .map(|key| {
+                peers.servers()[pick(peers, &mut cursor, PickKey::Bytes(key.as_bytes()))]
+                    .addr
+                    .port()
+            })
+            .collect()
+    }
+
+    fn keys() -> Vec<String> {
+        (0..10_000)
+            .map(|i| format!("/v1/chat/completions?session={i}"))
+            .collect()
+    }
+
+    #[test]
+    fn hash64_spreads_similar_keys_over_all_bits() {
+        let a = hash64(b"/item/1");
+        let b = hash64(b"/item/2");
+        assert!((a ^ b).count_ones() > 16);
+        assert_ne!(hash64(b""), hash64(b"\0"));
+        assert_ne!(hash64(b"12345678"), hash64(b"12345678\0"));
+    }
+
+    #[test]
+    fn ring_has_160_points_per_weight_and_a_bound() {
+        let peers = group(Policy::Hash, vec![server_at(1, 1), server_at(2, 3)]);
+        assert_eq!(peers.ring.len(), 4 * 160);
+        let heavy: Vec<Server> = (0..8).map(|port| server_at(port, 1000)).collect();
+        let peers = group(Policy::Hash, heavy);
+        assert!(peers.ring.len() as u64 <= MAX_POINTS);
+        assert!(peers.ring.len() as u64 >= MAX_POINTS - 8);
+    }
+
+    #[test]
+    fn hash_is_stable_for_the_same_key() {
+        let peers = group(Policy::Hash, servers(&[1, 2, 3, 4, 5]));
+        let keys = keys();
+        assert_eq!(owners(&peers, &keys), owners(&peers, &keys));
+        // Another worker's cursor, another seed: same answers.
+        let mut cursor = LocalCursor::new(&peers, 99);
+        let again: Vec<u16> = keys
+            .iter()
+            .map(|k| {
+                peers.servers()[pick(&peers, &mut cursor, PickKey::Bytes(k.as_bytes()))]
+                    .addr
+                    .port()
+            })
+            .collect();
+        assert_eq!(again, owners(&peers, &keys));
+    }
+
+    #[test]
+    fn hash_spreads_keys_evenly_and_by_weight() {
+        let peers = group(Policy::Hash, servers(&[1, 2, 3, 4, 5]));
+        let got = owners(&peers, &keys());
+        for port in 1..=5 {
+            let share = got.iter().filter(|&&p| p == port).count();
+            assert!((1600..=2400).contains(&share), "port {port}: {share}");
+        }
+        let peers = group(Policy::Hash, vec![server_at(1, 3), server_at(2, 1)]);
+        let got = owners(&peers, &keys());
+        let heavy = got.iter().filter(|&&p| p == 1).count();
+        assert!((7000..=8000).contains(&heavy), "{heavy}");
+    }
+
+    #[test]
+    fn adding_a_sixth_server_moves_about_a_sixth_of_keys_and_only_to_it() {
+        let keys = keys();
+        let before = owners(&group(Policy::Hash, servers(&[1, 2, 3, 4, 5])), &keys);
+        let after = owners(&group(Policy::Hash, servers(&[1, 2, 3, 4, 5, 6])), &keys);
+        let moved: Vec<usize> = (0..keys.len()).filter(|&i| before[i] != after[i]).collect();
+        let fraction = moved.len() as f64 / keys.len() as f64;
+        assert!((fraction - 1.0 / 6.0).abs() < 0.04, "{fraction}");
+        assert!(moved.iter().all(|&i| after[i] == 6));
+    }
+
+    #[test]
+    fn removing_one_of_five_moves_only_its_keys() {
+        let keys = keys();
+        let before = owners(&group(Policy::Hash, servers(&[1, 2, 3, 4, 5])), &keys);
+        let after = owners(&group(Policy::Hash, servers(&[1, 2, 4, 5])), &keys);
+        let moved: Vec<usize> = (0..keys.len()).filter(|&i| before[i] != after[i]).collect();
+        let fraction = moved.len() as f64 / keys.len() as f64;
+        assert!((fraction - 1.0 / 5.0).abs() < 0.04, "{fraction}");
+        assert!(moved.iter().all(|&i| before[i] == 3));
+    }
+
+    #[test]
+    fn unusable_server_sends_its_keys_clockwise_and_others_stay() {
+        let keys = keys();
+        let peers = group(Policy::Hash, servers(&[1, 2, 3, 4, 5]));
+        let before = owners(&peers, &keys);
+        let mut tried = Tried::default();
+        tried.insert(2); // port 3
+        let mut cursor = LocalCursor::new(&peers, 0);
+        for (key, &was) in keys.iter().zip(&before) {
+            let Pick::Server(idx) =
+                peers.pick(&mut cursor, PickKey::Bytes(key.as_bytes()), &tried, 1)
+            else {
+                panic!("no server");
+            };
+            let port = peers.servers()[idx].addr.port();
+            assert_ne!(port, 3);
+            if was != 3 {
+                assert_eq!(port, was);
+            }
+        }
+    }
+
+    #[test]
+    fn hash_group_without_a_key_uses_round_robin_and_ip_keys_are_hashed() {
+        let peers = group(Policy::Hash, servers(&[1, 2, 3]));
+        let mut cursor = LocalCursor::new(&peers, 0);
+        let rr: Vec<usize> = (0..3)
+            .map(|_| pick(&peers, &mut cursor, PickKey::None))
+            .collect();
+        assert_eq!(rr, [0, 1, 2]);
+        let ip = PickKey::Ip(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        let first = pick(&peers, &mut cursor, ip);
+        assert!((0..5).all(|_| pick(&peers, &mut cursor, ip) == first));
+    }
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> PickKey<'static> {
+        PickKey::Ip(IpAddr::V4(Ipv4Addr::new(a, b, c, d)))
+    }
+
+    #[test]
+    fn ip_hash_keeps_a_slash_24_on_one_server() {
+        let peers = group(Policy::IpHash, servers(&[1, 2, 3, 4]));
+        let mut cursor = LocalCursor::new(&peers, 0);
+        let first = pick(&peers, &mut cursor, v4(192, 168, 7, 1));
+        for last in 0..=255 {
+            assert_eq!(pick(&peers, &mut cursor, v4(192, 168, 7, last)), first);
+        }
+        let mapped = Ipv4Addr::new(192, 168, 7, 9).to_ipv6_mapped();
+        assert_eq!(
+            pick(&peers, &mut cursor, PickKey::Ip(IpAddr::V6(mapped))),
+            first
+        );
+    }
+
+    #[test]
+    fn ip_hash_matches_nginx_arithmetic() {
+        // nginx: hash = 89; for 3 octets hash = (hash * 113 + octet) % 6271; w = hash % total.
+        let mut hash = 89u32;
+        for octet in [10u32, 0, 0] {
+            hash = (hash * 113 + octet) % 6271;
+        }
+        let peers = group(Policy::IpHash, vec![server(2), server(1), server(3)]);
+        let expected = match hash % 6 {
+            0 | 1 => 0,
+            2 => 1,
+            _ => 2,
+        };
+        let mut cursor = LocalCursor::new(&peers, 0);
+        assert_eq!(pick(&peers, &mut cursor, v4(10, 0, 0, 77)), expected);
+    }
+
+    #[test]
+    fn ip_hash_spreads_many_networks_by_weight() {
+        let peers = group(Policy::IpHash, vec![server(1), server(1), server(2)]);
+        let mut cursor = LocalCursor::new(&peers, 0);
+        let mut counts = [0usize; 3];
+        for b in 0..40u8 {
+            for c in 0..=255u8 {
+                counts[pick(&peers, &mut cursor, v4(10, b, c, 1))] += 1;
+            }
+        }
+        let total: usize = counts.iter().sum();
+        for (idx, want) in [(0, 0.25), (1, 0.25), (2, 0.5)] {
+            let share = counts[idx] as f64 / total as f64;
+            assert!((share - want).abs() < 0.05, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn ip_hash_hashes_whole_ipv6_addresses() {
+        let peers = group(Policy::IpHash, servers(&[1, 2, 3, 4, 5]));
+        let mut cursor = LocalCursor::new(&peers, 0);
+        let chosen: HashSet<usize> = (0..64u16)
+            .map(|last| {
+                let ip = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, last);
+                pick(&peers, &mut cursor, PickKey::Ip(IpAddr::V6(ip)))
+            })
+            .collect();
+        assert!(chosen.len() >= 4, "{chosen:?}");
+    }
+
+    #[test]
+    fn ip_hash_rehashes_away_from_an_unusable_server_and_stays_stable() {
+        let peers = group(Policy::IpHash, servers(&[1, 2, 3]));
+        let mut cursor = LocalCursor::new(&peers, 0);
+        let key = v4(172, 16, 5, 5);
+        let usual = pick(&peers, &mut cursor, key);
+        let mut tried = Tried::default();
+        tried.insert(usual);
+        let Pick::Server(other) = peers.pick(&mut cursor, key, &tried, 1) else {
+            panic!("no server");
+        };
+        assert_ne!(other, usual);
+        assert_eq!(peers.pick(&mut cursor, key, &tried, 1), Pick::Server(other));
+    }
+}

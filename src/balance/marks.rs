@@ -1,0 +1,209 @@
+//! Per-server process-wide marks: active request counts and passive-health state, as atomics.
+//!
+//! These are the only parts of a group that every worker writes. Each server's active count
+//! sits alone on its cache line because it is written at the start and end of every request;
+//! the health marks sit on another line that is written only on failures, so reading them on
+//! every pick stays a shared-cache hit. All orderings are `Relaxed`: a mark publishes no other
+//! data, it only has to be atomic.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+
+/// Bits of `FailMark::window` that hold the window start (ms since process start: 8900 years).
+const START_BITS: u32 = 48;
+const START_MASK: u64 = (1 << START_BITS) - 1;
+/// The failure count has the remaining 16 bits; `max_fails` above this behaves like this.
+const MAX_COUNT: u32 = u16::MAX as u32;
+
+/// Requests in flight on one server, process-wide (least_conn, random_two and max_conns).
+#[repr(align(64))]
+#[derive(Default)]
+struct ActiveMark {
+    count: AtomicU32,
+}
+
+/// Passive (and active-check) health of one server.
+#[repr(align(64))]
+#[derive(Default)]
+struct FailMark {
+    /// Failures counted in the current window (high 16 bits) and when the window started, in
+    /// ms (low 48 bits). One word, so a failure updates both with one compare-and-swap.
+    window: AtomicU64,
+    /// The server is skipped while `now_ms` is below this.
+    down_until: AtomicU64,
+    /// Set by active health checks after `fall` bad probes, cleared after `rise` good ones.
+    probe_down: AtomicBool,
+}
+
+/// The marks of every server of one group, indexed like its servers.
+pub(super) struct Marks {
+    active: Box<[ActiveMark]>,
+    fails: Box<[FailMark]>,
+}
+
+fn unpack(window: u64) -> (u32, u64) {
+    ((window >> START_BITS) as u32, window & START_MASK)
+}
+
+fn pack(count: u32, start: u64) -> u64 {
+    (u64::from(count.min(MAX_COUNT)) << START_BITS) | (start & START_MASK)
+}
+
+impl Marks {
+    pub(super) fn new(servers: usize) -> Marks {
+        Marks {
+            active: (0..servers).map(|_| ActiveMark::default()).collect(),
+            fails: (0..servers).map(|_| FailMark::default()).collect(),
+        }
+    }
+
+    pub(super) fn begin(&self, idx: usize) {
+        if let Some(mark) = self.active.get(idx) {
+            mark.count.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Never goes below zero: an unmatched `end` must not make a server look saturated.
+    pub(super) fn end(&self, idx: usize) {
+        if let Some(mark) = self.active.get(idx) {
+            let _ = mark
+                .count
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
+    #[inline]
+    pub(super) fn active(&self, idx: usize) -> u32 {
+        self.active
+            .get(idx)
+            .map_or(0, |mark| mark.count.load(Relaxed))
+    }
+
+    /// Counts a failure at `now_ms`; marks the server down for `fail_timeout_ms` when the count
+    /// reaches `max_fails` (0 disables). The count restarts when the window that began with
+    /// its first failure is over. A server that was marked and has not succeeded since is
+    /// re-marked by a single failure, as nginx does for the probe after the timeout.
+    pub(super) fn failed(&self, idx: usize, now_ms: u64, max_fails: u32, fail_timeout_ms: u64) {
+        let Some(mark) = self.fails.get(idx) else {
+            return;
+        };
+        if max_fails == 0 {
+            return;
+        }
+        let max_fails = max_fails.min(MAX_COUNT);
+        let mut current = mark.window.load(Relaxed);
+        loop {
+            let (count, start) = unpack(current);
+            let expired = now_ms.saturating_sub(start) >= fail_timeout_ms;
+            let (count, start) = if count >= max_fails {
+                (count.saturating_add(1), start)
+            } else if count == 0 || expired {
+                (1, now_ms)
+            } else {
+                (count + 1, start)
+            };
+            match mark
+                .window
+                .compare_exchange_weak(current, pack(count, start), Relaxed, Relaxed)
+            {
+                Ok(_) => {
+                    if count >= max_fails {
+                        // fetch_max: a late report of an older failure never shortens the mark.
+                        let until = now_ms.saturating_add(fail_timeout_ms);
+                        mark.down_until.fetch_max(until, Relaxed);
+                    }
+                    return;
+                }
+                Err(seen) => current = seen,
+            }
+        }
+    }
+
+    /// Forgets counted failures. Reads first so that the common case (nothing to forget)
+    /// does not write the shared line on every successful request. The current down period,
+    /// if any, still runs out: a success of a request sent before the mark proves little.
+    pub(super) fn succeeded(&self, idx: usize) {
+        if let Some(mark) = self.fails.get(idx)
+            && mark.window.load(Relaxed) != 0
+        {
+            mark.window.store(0, Relaxed);
+        }
+    }
+
+    /// Not marked by passive failures nor by active probes at `now_ms`.
+    #[inline]
+    pub(super) fn healthy(&self, idx: usize, now_ms: u64) -> bool {
+        self.fails.get(idx).is_some_and(|mark| {
+            !mark.probe_down.load(Relaxed) && now_ms >= mark.down_until.load(Relaxed)
+        })
+    }
+
+    pub(super) fn set_probe_up(&self, idx: usize, up: bool) {
+        if let Some(mark) = self.fails.get(idx) {
+            mark.probe_down.store(!up, Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_packs_count_and_start() {
+        let (count, start) = unpack(pack(7, 123_456_789));
+        assert_eq!((count, start), (7, 123_456_789));
+        assert_eq!(unpack(pack(u32::MAX, 1)).0, MAX_COUNT);
+    }
+
+    #[test]
+    fn end_without_begin_stays_at_zero() {
+        let marks = Marks::new(1);
+        marks.end(0);
+        assert_eq!(marks.active(0), 0);
+        marks.begin(0);
+        marks.end(0);
+        marks.end(0);
+        assert_eq!(marks.active(0), 0);
+    }
+
+    #[test]
+    fn out_of_range_indexes_are_ignored() {
+        let marks = Marks::new(2);
+        marks.begin(5);
+        marks.end(5);
+        marks.failed(5, 10, 1, 10);
+        marks.succeeded(5);
+        marks.set_probe_up(5, false);
+        assert_eq!(marks.active(5), 0);
+        assert!(!marks.healthy(5, 10));
+    }
+
+    #[test]
+    fn marked_server_is_remarked_by_one_failure_until_it_succeeds() {
+        let marks = Marks::new(1);
+        marks.failed(0, 1000, 3, 100);
+        marks.failed(0, 1010, 3, 100);
+        marks.failed(0, 1020, 3, 100);
+        assert!(!marks.healthy(0, 1119));
+        assert!(marks.healthy(0, 1120));
+        // The probe after the timeout fails: down again at once.
+        marks.failed(0, 1200, 3, 100);
+        assert!(!marks.healthy(0, 1250));
+        assert!(marks.healthy(0, 1300));
+        // After a success it takes max_fails failures again.
+        marks.succeeded(0);
+        marks.failed(0, 1400, 3, 100);
+        assert!(marks.healthy(0, 1401));
+    }
+
+    #[test]
+    fn probe_down_overrides_passive_state() {
+        let marks = Marks::new(1);
+        assert!(marks.healthy(0, 5));
+        marks.set_probe_up(0, false);
+        assert!(!marks.healthy(0, 5));
+        marks.set_probe_up(0, true);
+        assert!(marks.healthy(0, 5));
+    }
+}

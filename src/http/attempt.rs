@@ -1,0 +1,442 @@
+//! Attempts of one request on the servers of its group: choose a server, take a pooled
+//! connection or dial, send the request, read the response head, then either retry on
+//! another server (nginx `proxy_next_upstream`) or stream the response to the client.
+//!
+//! The retry rules, in one place:
+//! - a failure on a *reused* pooled connection before any response byte arrived is retried
+//!   once on a fresh connection to the same server, silently (the server had closed it);
+//! - otherwise a failed attempt is retried on another server when `next_upstream` names the
+//!   failure, tries and `next_upstream_timeout` are left, the body can be sent again, and the
+//!   method is idempotent (or `retry_non_idempotent`, or the connect itself failed);
+//! - never once any byte of a response has been sent to the client.
+
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::balance::{Pick, PickKey, Policy, Tried};
+use crate::clock::now_ms;
+use crate::http::head::{ResponseBody, ResponseHead, Version, parse_response};
+use crate::http::io::STREAM_CHUNK;
+use crate::http::proxy::{Downstream, client_body_status};
+use crate::http::rewrite::{DownFraming, ResponseHeadOut, request_head, response_head};
+use crate::http::stream::{
+    CopyEnd, CopyError, RequestBodyState, StreamError, UpFraming, copy_response,
+};
+use crate::http::vars::RequestVars;
+use crate::snapshot::{Group, GroupId, Listener};
+use crate::upstream::connect::dial;
+use crate::upstream::pool::Pooled;
+use crate::worker::{LocalSnapshot, Worker};
+
+/// Largest response head accepted from a server.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// How a request ended, as far as the client connection is concerned.
+pub enum Outcome {
+    /// A response went to the client; keep the connection if `keep_alive`.
+    Responded { keep_alive: bool },
+    /// Nothing was sent yet: answer with this status.
+    Error { status: u16, close: bool },
+    /// The server switched protocols; relay with this idle timeout.
+    Upgraded(monoio::net::TcpStream, Duration),
+    /// A response was cut, or the client went away: close.
+    Aborted,
+}
+
+/// Why one attempt failed before anything reached the client.
+#[derive(Debug)]
+enum Failure {
+    /// Could not connect (nothing was sent; always safe to retry).
+    Connect(io::Error),
+    /// Sending the request or reading the response head failed.
+    Io(io::Error),
+    /// The response head was malformed.
+    InvalidHeader,
+    /// The response status is one `next_upstream` retries; the response was discarded.
+    Status(u16),
+    /// The client failed while its body was being streamed: no retry, no server blame.
+    Client(Option<u16>),
+}
+
+impl Failure {
+    fn is_timeout(&self) -> bool {
+        matches!(self, Failure::Connect(e) | Failure::Io(e) if e.kind() == io::ErrorKind::TimedOut)
+    }
+
+    /// The status the client gets when this is the last failure.
+    fn status(&self) -> u16 {
+        match self {
+            _ if self.is_timeout() => 504,
+            Failure::Status(s) => *s,
+            Failure::Client(Some(s)) => *s,
+            _ => 502,
+        }
+    }
+
+    /// Counts against the server's `max_fails` (nginx: errors, timeouts, bad heads, and the
+    /// 5xx/429 statuses named in `next_upstream`; never 403/404).
+    fn blames_server(&self) -> bool {
+        match self {
+            Failure::Status(s) => matches!(s, 500 | 502 | 503 | 504 | 429),
+            Failure::Client(_) => false,
+            _ => true,
+        }
+    }
+
+    /// Whether `next_upstream` names this failure.
+    fn listed(&self, group: &Group) -> bool {
+        let n = &group.next_upstream;
+        match self {
+            _ if self.is_timeout() => n.timeout,
+            Failure::Connect(_) | Failure::Io(_) => n.error,
+            Failure::InvalidHeader => n.invalid_header,
+            Failure::Status(s) => n.on_status(*s),
+            Failure::Client(_) => false,
+        }
+    }
+}
+
+/// Runs the attempts for one request until a response is streamed or no retry is left.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    worker: &Rc<Worker>,
+    local: &LocalSnapshot,
+    spec: &Listener,
+    group_id: GroupId,
+    conn: &mut Downstream,
+    vars: &mut RequestVars<'_>,
+    body: &mut RequestBodyState,
+    keep_alive: bool,
+) -> Outcome {
+    let group = &local.snap.groups[group_id];
+    let peers = &group.peers;
+    let servers = peers.servers().len() as u32;
+    let mut tries_left = match group.next_upstream_tries {
+        0 => servers,
+        n => n.min(servers.max(1)),
+    };
+    let deadline = (!group.next_upstream_timeout.is_zero())
+        .then(|| vars.started + group.next_upstream_timeout);
+    let idempotent = vars.head.is_idempotent(vars.buf)
+        || group.retry_non_idempotent
+        || group.next_upstream.non_idempotent;
+    render_key(group, vars, &mut conn.key);
+    let mut tried = Tried::default();
+    let mut last: Option<Failure> = None;
+    loop {
+        let pick = {
+            let key = match peers.policy() {
+                Policy::IpHash => PickKey::Ip(vars.peer.ip()),
+                Policy::Hash => PickKey::Bytes(&conn.key),
+                _ => PickKey::None,
+            };
+            let mut cursor = local.cursors[group_id].borrow_mut();
+            peers.pick(&mut cursor, key, &tried, now_ms())
+        };
+        let idx = match pick {
+            Pick::Server(idx) => idx,
+            Pick::Busy => {
+                return Outcome::Error {
+                    status: 503,
+                    close: false,
+                };
+            }
+            Pick::Unavailable => {
+                let status = last.as_ref().map_or(502, Failure::status);
+                return Outcome::Error {
+                    status,
+                    close: false,
+                };
+            }
+        };
+        tried.insert(idx);
+        tries_left = tries_left.saturating_sub(1);
+        let more = tries_left > 0 && deadline.is_none_or(|d| Instant::now() < d);
+        peers.begin(idx);
+        let result = attempt(worker, spec, group, idx, conn, vars, body, keep_alive, more).await;
+        peers.end(idx);
+        let failure = match result {
+            Ok(outcome) => {
+                peers.succeeded(idx);
+                return outcome;
+            }
+            Err(f) => f,
+        };
+        if failure.blames_server() {
+            peers.failed(idx, now_ms());
+        }
+        let addr = peers.servers()[idx].addr;
+        crate::warn!("{}: attempt on {addr} failed: {failure:?}", vars.peer);
+        let retry = more
+            && failure.listed(group)
+            && (matches!(failure, Failure::Connect(_)) || (idempotent && body.replayable()));
+        if !retry {
+            let close = matches!(failure, Failure::Client(_));
+            return Outcome::Error {
+                status: failure.status(),
+                close,
+            };
+        }
+        last = Some(failure);
+    }
+}
+
+fn render_key(group: &Group, vars: &RequestVars<'_>, key: &mut Vec<u8>) {
+    key.clear();
+    if let Some(template) = &group.hash_key {
+        template.render(vars, key);
+    }
+}
+
+/// One attempt on server `idx`. `Ok` means the client got a response (or an upgrade).
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    worker: &Rc<Worker>,
+    spec: &Listener,
+    group: &Group,
+    idx: usize,
+    conn: &mut Downstream,
+    vars: &mut RequestVars<'_>,
+    body: &mut RequestBodyState,
+    keep_alive: bool,
+    may_retry: bool,
+) -> Result<Outcome, Failure> {
+    let addr = group.peers.servers()[idx].addr;
+    vars.upstream = Some(addr);
+    let mut fresh_only = false;
+    loop {
+        let pooled = if fresh_only {
+            None
+        } else {
+            worker.pool.borrow_mut().checkout(addr, now_ms())
+        };
+        let mut up = match pooled {
+            Some(up) => up,
+            None => Pooled::fresh(
+                dial(addr, group.connect_timeout)
+                    .await
+                    .map_err(Failure::Connect)?,
+            ),
+        };
+        up.requests += 1;
+        conn.up_in.reset();
+        match send_request(spec, group, &mut up, conn, vars, body).await {
+            Ok(()) => {}
+            Err(Failure::Io(_)) if up.reused && body.replayable() => {
+                fresh_only = true;
+                continue;
+            }
+            Err(f) => return Err(f),
+        }
+        let resp = match read_response_head(&mut up, conn, vars, group.read_timeout).await {
+            Ok(resp) => resp,
+            Err(Failure::Io(_)) if up.reused && conn.up_in.is_empty() && body.replayable() => {
+                fresh_only = true;
+                continue;
+            }
+            Err(f) => return Err(f),
+        };
+        vars.upstream_status = resp.status;
+        if may_retry && group.next_upstream.on_status(resp.status) && body.replayable() {
+            // Discarded unread: this connection's stream position is unknown, so it is dropped.
+            return Err(Failure::Status(resp.status));
+        }
+        return Ok(respond(worker, spec, group, up, conn, vars, resp, keep_alive).await);
+    }
+}
+
+/// Writes the request head and body prefix, then streams the rest of the body.
+async fn send_request(
+    spec: &Listener,
+    group: &Group,
+    up: &mut Pooled,
+    conn: &mut Downstream,
+    vars: &RequestVars<'_>,
+    body: &mut RequestBodyState,
+) -> Result<(), Failure> {
+    let mut out = std::mem::take(&mut conn.out);
+    out.clear();
+    request_head(&mut out, vars, spec, vars.upstream.unwrap_or(vars.peer));
+    out.extend_from_slice(&body.prefix);
+    let (res, out) = crate::http::io::write_all(&mut up.stream, out, group.send_timeout).await;
+    conn.out = out;
+    res.map_err(Failure::Io)?;
+    if !body.complete {
+        body.stream_rest(
+            &mut conn.stream,
+            &mut conn.inbound,
+            &mut up.stream,
+            spec,
+            group.send_timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            StreamError::Client(c) => Failure::Client(client_body_status(&c)),
+            StreamError::Upstream(e) => Failure::Io(e),
+        })?;
+    }
+    Ok(())
+}
+
+/// Reads the final response head (skipping interim 1xx other than 101) into `conn.up_in`.
+async fn read_response_head(
+    up: &mut Pooled,
+    conn: &mut Downstream,
+    vars: &RequestVars<'_>,
+    read_timeout: Duration,
+) -> Result<ResponseHead, Failure> {
+    let head_req = vars.head.is_head(vars.buf);
+    loop {
+        if !conn.up_in.is_empty() {
+            match parse_response(conn.up_in.pending(), head_req, MAX_RESPONSE_HEAD) {
+                Ok(Some(resp)) if (100..200).contains(&resp.status) && resp.status != 101 => {
+                    conn.up_in.consume(resp.len);
+                    continue;
+                }
+                Ok(Some(resp)) => return Ok(resp),
+                Ok(None) => {}
+                Err(_) => return Err(Failure::InvalidHeader),
+            }
+        }
+        match conn
+            .up_in
+            .fill(&mut up.stream, STREAM_CHUNK, read_timeout)
+            .await
+        {
+            Ok(0) => {
+                let e = io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed before responding",
+                );
+                return Err(Failure::Io(e));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Failure::Io(e)),
+        }
+    }
+}
+
+/// Sends the response head and streams the body down; checks the connection back in when
+/// the exchange ended cleanly.
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    worker: &Rc<Worker>,
+    spec: &Listener,
+    group: &Group,
+    mut up: Pooled,
+    conn: &mut Downstream,
+    vars: &mut RequestVars<'_>,
+    resp: ResponseHead,
+    keep_alive: bool,
+) -> Outcome {
+    let client_version = vars.head.version;
+    let upgrade = resp.status == 101;
+    if upgrade && !vars.head.upgrade {
+        return Outcome::Error {
+            status: 502,
+            close: false,
+        };
+    }
+    let (up_framing, down) = framing(&resp, client_version);
+    let keep_alive = keep_alive && !upgrade && down != DownFraming::Close;
+    vars.status = resp.status;
+    let mut out = std::mem::take(&mut conn.out);
+    out.clear();
+    let r = ResponseHeadOut {
+        buf: conn.up_in.pending(),
+        head: &resp,
+        framing: down,
+        keep_alive,
+        client_version,
+        upgrade,
+    };
+    response_head(&mut out, &r, spec, vars);
+    conn.up_in.consume(resp.len);
+    if upgrade {
+        let (res, buf) =
+            crate::http::io::write_all(&mut conn.stream, out, group.send_timeout).await;
+        conn.out = buf;
+        if res.is_err() {
+            return Outcome::Aborted;
+        }
+        // Bytes that already arrived on either side belong to the new protocol.
+        if conn
+            .up_in
+            .forward(
+                &mut conn.stream,
+                conn.up_in.pending().len(),
+                group.send_timeout,
+            )
+            .await
+            .is_err()
+            || conn
+                .inbound
+                .forward(
+                    &mut up.stream,
+                    conn.inbound.pending().len(),
+                    group.send_timeout,
+                )
+                .await
+                .is_err()
+        {
+            return Outcome::Aborted;
+        }
+        return Outcome::Upgraded(up.stream, group.read_timeout);
+    }
+    let (res, out, sent) = copy_response(
+        &mut up.stream,
+        &mut conn.up_in,
+        &mut conn.stream,
+        up_framing,
+        down,
+        out,
+        group.read_timeout,
+        group.send_timeout,
+    )
+    .await;
+    conn.out = out;
+    vars.body_bytes_sent = sent;
+    match res {
+        Ok(end) => {
+            let reusable = end == CopyEnd::Complete
+                && resp.keep_alive
+                && conn.up_in.is_empty()
+                && up.requests < group.keepalive_requests;
+            if reusable {
+                let timeout = group.keepalive_timeout.as_millis() as u64;
+                if let Some(addr) = vars.upstream {
+                    worker
+                        .pool
+                        .borrow_mut()
+                        .checkin(addr, up, group.keepalive, timeout, now_ms());
+                }
+            }
+            Outcome::Responded { keep_alive }
+        }
+        Err(CopyError::Upstream(e)) => {
+            crate::warn!("{}: response from {:?} cut: {e}", vars.peer, vars.upstream);
+            Outcome::Aborted
+        }
+        Err(CopyError::Client(_)) => Outcome::Aborted,
+    }
+}
+
+/// How the body arrives from the server and how it goes to this client.
+fn framing(resp: &ResponseHead, client: Version) -> (UpFraming, DownFraming) {
+    use crate::http::body::ChunkedDecoder;
+    match (resp.body, client) {
+        (ResponseBody::None, _) => (UpFraming::None, DownFraming::None),
+        (ResponseBody::Length(n), _) => (UpFraming::Length(n), DownFraming::Length(n)),
+        (ResponseBody::Chunked, Version::Http11) => (
+            UpFraming::Chunked(ChunkedDecoder::new()),
+            DownFraming::Chunked,
+        ),
+        (ResponseBody::Chunked, Version::Http10) => (
+            UpFraming::Chunked(ChunkedDecoder::new()),
+            DownFraming::Close,
+        ),
+        (ResponseBody::Eof, Version::Http11) => (UpFraming::Eof, DownFraming::Chunked),
+        (ResponseBody::Eof, Version::Http10) => (UpFraming::Eof, DownFraming::Close),
+    }
+}

@@ -1,0 +1,192 @@
+//! Owned-buffer reads and writes with deadlines, the way monoio (io_uring) wants them.
+//!
+//! io_uring owns a buffer while an operation is in flight, so reads and writes move a `Vec`
+//! in and get it back. When a timeout cancels an operation the buffer stays with the kernel
+//! until it completes; the connection is then in an unknown state and the caller must close
+//! it (monoio's io-cancel notes), which is why a timed-out `Inbound` comes back empty.
+
+use std::io;
+use std::time::Duration;
+
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+/// Smallest free space offered to a read; also the initial capacity of a buffer.
+pub const READ_CHUNK: usize = 16 * 1024;
+/// Read size while streaming bodies: large reads mean fewer syscalls for big transfers.
+pub const STREAM_CHUNK: usize = 64 * 1024;
+
+/// Bytes read from a socket and not yet consumed: `buf[pos..]`.
+pub struct Inbound {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Inbound {
+    pub fn new() -> Inbound {
+        Inbound {
+            buf: Vec::with_capacity(READ_CHUNK),
+            pos: 0,
+        }
+    }
+
+    /// The unconsumed bytes.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    /// Marks the first `n` pending bytes as used.
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.buf.len() - self.pos);
+        self.pos += n;
+        if self.pos == self.buf.len() {
+            self.buf.clear();
+            self.pos = 0;
+        }
+    }
+
+    /// Reads at least one more byte (up to `want` free space) within `timeout`.
+    /// `Ok(0)` is end of stream.
+    pub async fn fill<S: AsyncReadRent>(
+        &mut self,
+        stream: &mut S,
+        want: usize,
+        timeout: Duration,
+    ) -> io::Result<usize> {
+        self.make_room(want);
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let read = stream.read(buf.slice_mut(len..));
+        match monoio::time::timeout(timeout, read).await {
+            Ok((result, slice)) => {
+                self.buf = slice.into_inner();
+                result
+            }
+            Err(_) => {
+                // The buffer went with the cancelled read; the caller closes this stream.
+                self.pos = 0;
+                Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"))
+            }
+        }
+    }
+
+    /// Ensures at least `want` bytes of free space after the pending bytes, moving them to
+    /// the front first so the buffer does not grow while data flows through it.
+    fn make_room(&mut self, want: usize) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let spare = self.buf.capacity() - self.buf.len();
+        if spare < want {
+            self.buf.reserve(want);
+        }
+    }
+
+    /// Writes the first `n` pending bytes to `stream` within `timeout` and consumes them.
+    pub async fn forward<S: AsyncWriteRent>(
+        &mut self,
+        stream: &mut S,
+        n: usize,
+        timeout: Duration,
+    ) -> io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (start, end) = (self.pos, self.pos + n);
+        let write = stream.write_all(monoio::buf::IoBuf::slice(buf, start..end));
+        match monoio::time::timeout(timeout, write).await {
+            Ok((result, slice)) => {
+                self.buf = slice.into_inner();
+                result?;
+                self.consume(n);
+                Ok(())
+            }
+            Err(_) => {
+                self.pos = 0;
+                Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out"))
+            }
+        }
+    }
+
+    /// Drops everything (used when the stream this buffer belongs to is abandoned).
+    pub fn reset(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+    }
+}
+
+impl Default for Inbound {
+    fn default() -> Self {
+        Inbound::new()
+    }
+}
+
+/// Writes all of `buf` within `timeout`; gives the buffer back (empty after a timeout).
+pub async fn write_all<S: AsyncWriteRent>(
+    stream: &mut S,
+    buf: Vec<u8>,
+    timeout: Duration,
+) -> (io::Result<()>, Vec<u8>) {
+    match monoio::time::timeout(timeout, stream.write_all(buf)).await {
+        Ok((result, buf)) => (result.map(|_| ()), buf),
+        Err(_) => (
+            Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
+            Vec::new(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monoio::net::TcpStream;
+    use std::io::Write;
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn fill_appends_and_consume_keeps_the_rest() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect_addr(addr).await.unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.write_all(b"hello world").unwrap();
+        let mut inbound = Inbound::new();
+        while inbound.pending().len() < 11 {
+            let n = inbound
+                .fill(&mut client, READ_CHUNK, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert!(n > 0);
+        }
+        inbound.consume(6);
+        assert_eq!(inbound.pending(), b"world");
+        drop(server);
+        let n = inbound
+            .fill(&mut client, READ_CHUNK, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "end of stream");
+        assert_eq!(inbound.pending(), b"world");
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn a_read_that_times_out_reports_timed_out() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect_addr(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let _server = listener.accept().unwrap();
+        let mut inbound = Inbound::new();
+        let err = inbound
+            .fill(&mut client, READ_CHUNK, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(inbound.is_empty());
+    }
+}

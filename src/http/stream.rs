@@ -1,0 +1,347 @@
+//! Moving bodies: the request body up (kept in memory up to `client_body_buffer_size` so a
+//! failed attempt can be replayed, streamed beyond that), the response body down as it
+//! arrives, and the two-way relay after an upgrade.
+
+use std::io;
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+
+use crate::http::body::{ChunkedDecoder, LAST_CHUNK, chunk_header};
+use crate::http::head::RequestBody;
+use crate::http::io::{Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
+use crate::http::rewrite::DownFraming;
+use crate::snapshot::Listener;
+
+/// Why reading the request body from the client stopped.
+#[derive(Debug)]
+pub enum ClientBodyError {
+    /// Larger than `client_max_body_size`: 413.
+    TooLarge,
+    /// Bad chunked framing: 400.
+    Malformed,
+    /// No body bytes within `client_body_timeout`: 408.
+    Timeout,
+    /// The client went away; nobody to answer.
+    Gone,
+}
+
+/// Where the request body stands.
+pub struct RequestBodyState {
+    framing: BodyFraming,
+    /// Raw body bytes read so far and not yet streamed past (sent first on every attempt).
+    pub prefix: Vec<u8>,
+    /// Body bytes counted against `client_max_body_size` (chunk data for chunked bodies).
+    total: u64,
+    /// The whole body has been read from the client.
+    pub complete: bool,
+    /// Bytes beyond `prefix` were sent upstream: the body can no longer be replayed.
+    pub streamed: bool,
+}
+
+enum BodyFraming {
+    Length { remaining: u64 },
+    Chunked(ChunkedDecoder),
+}
+
+impl RequestBodyState {
+    pub fn new(body: RequestBody) -> RequestBodyState {
+        let (framing, complete) = match body {
+            RequestBody::None => (BodyFraming::Length { remaining: 0 }, true),
+            RequestBody::Length(n) => (BodyFraming::Length { remaining: n }, n == 0),
+            RequestBody::Chunked => (BodyFraming::Chunked(ChunkedDecoder::new()), false),
+        };
+        RequestBodyState {
+            framing,
+            prefix: Vec::new(),
+            total: 0,
+            complete,
+            streamed: false,
+        }
+    }
+
+    /// The body can be sent again to another server.
+    pub fn replayable(&self) -> bool {
+        self.complete && !self.streamed
+    }
+
+    /// How many of `input`'s bytes belong to the body; updates completion and limits.
+    fn take(&mut self, input: &[u8], max: u64) -> Result<usize, ClientBodyError> {
+        let n = match &mut self.framing {
+            BodyFraming::Length { remaining } => {
+                let n = (*remaining).min(input.len() as u64) as usize;
+                *remaining -= n as u64;
+                self.total += n as u64;
+                self.complete = *remaining == 0;
+                n
+            }
+            BodyFraming::Chunked(decoder) => {
+                let mut data = Vec::new();
+                let decoded = decoder
+                    .decode(input, &mut data)
+                    .map_err(|_| ClientBodyError::Malformed)?;
+                self.total += data.iter().map(|r| r.len() as u64).sum::<u64>();
+                self.complete = decoded.done;
+                decoded.consumed
+            }
+        };
+        if self.total > max {
+            return Err(ClientBodyError::TooLarge);
+        }
+        Ok(n)
+    }
+
+    /// Reads the body into `prefix` until it is complete or `client_body_buffer_size` is
+    /// reached, before any server is contacted (so short bodies survive a retry).
+    pub async fn preread(
+        &mut self,
+        client: &mut TcpStream,
+        inbound: &mut Inbound,
+        spec: &Listener,
+    ) -> Result<(), ClientBodyError> {
+        while !self.complete && self.prefix.len() < spec.client_body_buffer_size {
+            if inbound.is_empty() {
+                fill_client(client, inbound, spec.client_body_timeout).await?;
+            }
+            let n = self.take(inbound.pending(), spec.client_max_body_size)?;
+            self.prefix.extend_from_slice(&inbound.pending()[..n]);
+            inbound.consume(n);
+        }
+        Ok(())
+    }
+
+    /// Streams the rest of the body from the client to `upstream`.
+    pub async fn stream_rest(
+        &mut self,
+        client: &mut TcpStream,
+        inbound: &mut Inbound,
+        upstream: &mut TcpStream,
+        spec: &Listener,
+        send_timeout: Duration,
+    ) -> Result<(), StreamError> {
+        while !self.complete {
+            if inbound.is_empty() {
+                fill_client(client, inbound, spec.client_body_timeout)
+                    .await
+                    .map_err(StreamError::Client)?;
+            }
+            let n = self
+                .take(inbound.pending(), spec.client_max_body_size)
+                .map_err(StreamError::Client)?;
+            self.streamed = true;
+            inbound
+                .forward(upstream, n, send_timeout)
+                .await
+                .map_err(StreamError::Upstream)?;
+        }
+        Ok(())
+    }
+}
+
+/// A failure while streaming, by side.
+#[derive(Debug)]
+pub enum StreamError {
+    Client(ClientBodyError),
+    Upstream(io::Error),
+}
+
+async fn fill_client(
+    client: &mut TcpStream,
+    inbound: &mut Inbound,
+    timeout: Duration,
+) -> Result<(), ClientBodyError> {
+    match inbound.fill(client, READ_CHUNK, timeout).await {
+        Ok(0) => Err(ClientBodyError::Gone),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(ClientBodyError::Timeout),
+        Err(_) => Err(ClientBodyError::Gone),
+    }
+}
+
+/// How the response body arrives from the server.
+pub enum UpFraming {
+    None,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    Eof,
+}
+
+/// How a response body copy ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CopyEnd {
+    /// The whole body went down; the server connection is clean if the server allows reuse.
+    Complete,
+    /// The body ended by the server closing (`Eof` framing): complete, connection not reusable.
+    Closed,
+}
+
+/// A response body copy that could not finish.
+#[derive(Debug)]
+pub enum CopyError {
+    /// Server read failed, timed out, closed early or framed the body badly.
+    Upstream(io::Error),
+    /// Writing to the client failed.
+    Client(io::Error),
+}
+
+/// Copies the response body from the server to the client as it arrives. `out` holds the
+/// client head already written into it (sent together with the first body bytes).
+pub async fn copy_response(
+    upstream: &mut TcpStream,
+    up_in: &mut Inbound,
+    client: &mut TcpStream,
+    mut framing: UpFraming,
+    down: DownFraming,
+    mut out: Vec<u8>,
+    read_timeout: Duration,
+    send_timeout: Duration,
+) -> (Result<CopyEnd, CopyError>, Vec<u8>, u64) {
+    let mut sent = 0u64;
+    let mut data = Vec::new();
+    loop {
+        // Once the head is out, bytes that pass through unchanged go straight from the read
+        // buffer to the client: no copy for large bodies.
+        let direct = out.is_empty() && passes_through(&framing, down);
+        let sink = if direct { None } else { Some(&mut out) };
+        let (done, n) = match frame(&mut framing, up_in.pending(), down, sink, &mut data) {
+            Ok(step) => step,
+            Err(e) => return (Err(CopyError::Upstream(e)), out, sent),
+        };
+        sent += n as u64;
+        let written = if direct {
+            up_in.forward(client, n, send_timeout).await
+        } else {
+            up_in.consume(n);
+            flush(client, &mut out, send_timeout).await
+        };
+        if let Err(e) = written {
+            return (Err(CopyError::Client(e)), out, sent);
+        }
+        if let Some(end) = done {
+            return (Ok(end), out, sent);
+        }
+        match up_in.fill(upstream, STREAM_CHUNK, read_timeout).await {
+            Ok(0) if matches!(framing, UpFraming::Eof) => {
+                if down == DownFraming::Chunked {
+                    out.extend_from_slice(LAST_CHUNK);
+                    if let Err(e) = flush(client, &mut out, send_timeout).await {
+                        return (Err(CopyError::Client(e)), out, sent);
+                    }
+                }
+                return (Ok(CopyEnd::Closed), out, sent);
+            }
+            Ok(0) => {
+                let e = io::Error::new(io::ErrorKind::UnexpectedEof, "server closed mid-body");
+                return (Err(CopyError::Upstream(e)), out, sent);
+            }
+            Ok(_) => {}
+            Err(e) => return (Err(CopyError::Upstream(e)), out, sent),
+        }
+    }
+}
+
+/// Writes and empties `out` (nothing to do when it is empty).
+async fn flush(client: &mut TcpStream, out: &mut Vec<u8>, timeout: Duration) -> io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let (res, buf) = write_all(client, std::mem::take(out), timeout).await;
+    *out = buf;
+    out.clear();
+    res
+}
+
+/// The client gets the server's body bytes unchanged.
+fn passes_through(framing: &UpFraming, down: DownFraming) -> bool {
+    match framing {
+        UpFraming::None | UpFraming::Length(_) => true,
+        UpFraming::Chunked(_) => down == DownFraming::Chunked,
+        UpFraming::Eof => down == DownFraming::Close,
+    }
+}
+
+/// Finds how much of `input` is body and whether it ends there; with `out`, also writes
+/// those bytes into it in the client's framing (without, the caller forwards them as they
+/// are). Returns whether the body is complete and how many input bytes were used.
+fn frame(
+    framing: &mut UpFraming,
+    input: &[u8],
+    down: DownFraming,
+    mut out: Option<&mut Vec<u8>>,
+    data: &mut Vec<std::ops::Range<usize>>,
+) -> io::Result<(Option<CopyEnd>, usize)> {
+    match framing {
+        UpFraming::None => Ok((Some(CopyEnd::Complete), 0)),
+        UpFraming::Length(remaining) => {
+            let n = (*remaining).min(input.len() as u64) as usize;
+            if let Some(out) = out {
+                out.extend_from_slice(&input[..n]);
+            }
+            *remaining -= n as u64;
+            Ok(((*remaining == 0).then_some(CopyEnd::Complete), n))
+        }
+        UpFraming::Chunked(decoder) => {
+            data.clear();
+            let decoded = decoder
+                .decode(input, data)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunked body"))?;
+            if let Some(out) = out.as_deref_mut() {
+                if down == DownFraming::Chunked {
+                    // Both sides chunked: the validated bytes go through unchanged.
+                    out.extend_from_slice(&input[..decoded.consumed]);
+                } else {
+                    for r in data.iter() {
+                        out.extend_from_slice(&input[r.clone()]);
+                    }
+                }
+            }
+            Ok((decoded.done.then_some(CopyEnd::Complete), decoded.consumed))
+        }
+        UpFraming::Eof => {
+            if let Some(out) = out
+                && !input.is_empty()
+            {
+                if down == DownFraming::Chunked {
+                    chunk_header(input.len(), out);
+                    out.extend_from_slice(input);
+                    out.extend_from_slice(b"\r\n");
+                } else {
+                    out.extend_from_slice(input);
+                }
+            }
+            Ok((None, input.len()))
+        }
+    }
+}
+
+/// After `101 Switching Protocols`: copies bytes both ways until both directions have ended.
+/// Each direction ends on end of stream, an error, or `idle` without a byte.
+pub async fn relay(client: TcpStream, upstream: TcpStream, idle: Duration) {
+    let (client_r, client_w) = client.into_split();
+    let (up_r, up_w) = upstream.into_split();
+    monoio::join!(pipe(client_r, up_w, idle), pipe(up_r, client_w, idle));
+}
+
+async fn pipe<R: AsyncReadRent, W: AsyncWriteRent>(mut from: R, mut to: W, idle: Duration) {
+    let mut buf = Vec::with_capacity(STREAM_CHUNK);
+    loop {
+        buf.clear();
+        let (res, b) = match monoio::time::timeout(idle, from.read(buf)).await {
+            Ok(r) => r,
+            Err(_) => break,
+        };
+        buf = b;
+        match res {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let (res, b) = to.write_all(buf).await;
+        buf = b;
+        if res.is_err() {
+            break;
+        }
+    }
+    // Propagate the half-close so the other side sees end of stream too.
+    let _ = to.shutdown().await;
+}
