@@ -4,7 +4,30 @@
 //! ranges into the caller's buffer (no copies); the caller keeps the buffer alive while it
 //! uses the head. Every framing ambiguity SPEC lists is an error here, so the data path
 //! never forwards a request whose end it cannot be sure of.
+//!
+//! What httparse (default `ParserConfig`) already refuses, and we rely on: obs-fold (a line
+//! starting with SP/HT), whitespace between a name and its colon, an empty or non-token
+//! name, NUL/CR/LF (any CTL but HT) inside a value, a bare CR, versions other than 1.0/1.1.
+//! It skips empty lines before the start line (`len` counts them) and accepts a bare LF as
+//! a line end: we refuse that in requests (so an LF is never "inside" a value for one hop
+//! and a line end for the next) and allow it in responses (RFC 9112 2.2, as nginx). The
+//! tests pin every one of these, so an httparse upgrade that relaxes one fails here.
+//!
+//! Choices where the RFCs leave room:
+//! - `Content-Length: 0` gives `RequestBody::Length(0)`, so an empty POST is still forwarded
+//!   with a length (some servers answer 411 without one).
+//! - Transfer-Encoding: the combined list (all TE lines, empty elements ignored) must be
+//!   exactly `chunked`. `chunked` last after other codings (`gzip, chunked`) is
+//!   `UnsupportedEncoding` (501, as nginx); `chunked` missing, not last, or twice is
+//!   `Malformed` (400, RFC 9112 6.3: the length cannot be determined).
+//! - Hosts keep IPv6 brackets (`[::1]`), so the value can go straight into a Host header.
+//!   Userinfo (`user@host`) in a target or Host is refused (RFC 9110 4.2.4).
+//! - An absolute-form target with a query or fragment but no path (`http://h?q`) is
+//!   refused: its origin-form (`/?q`) is not a range of the buffer.
+//! - `Expect` and `Upgrade` are ignored in HTTP/1.0 requests (RFC 9110 10.1.1, 7.8).
+//! - `Connection` can make any header hop-by-hop except Host, which is always kept.
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 
 /// Most headers one head may carry; more is 431.
@@ -88,14 +111,59 @@ pub struct HeadLimits {
 }
 
 /// Parses a request head at the start of `buf`. `Ok(None)`: incomplete, read more (unless
-/// `buf.len()` already exceeds the limit, which is `TooLarge`).
-pub fn parse_request(_buf: &[u8], _limits: HeadLimits) -> Result<Option<RequestHead>, HeadError> {
-    todo!()
+/// `buf.len()` already exceeds the limit, which is `TooLarge`). A caller that reads up to
+/// `max_header_size + 1` bytes therefore always gets an answer.
+pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>, HeadError> {
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return partial(buf.len(), limits.max_header_size),
+        Err(e) => return Err(from_httparse(e)),
+    };
+    if len > limits.max_header_size {
+        return Err(HeadError::TooLarge);
+    }
+    if has_bare_lf(at(buf, &(0..len))) {
+        return Err(HeadError::Malformed("bare LF in request head"));
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(HeadError::Malformed("incomplete request line"));
+    };
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let method = span(buf, method.as_bytes())?;
+    let target = span(buf, target.as_bytes())?;
+    let method_bytes = at(buf, &method);
+    if method_bytes == b"CONNECT" {
+        return Err(HeadError::Malformed("CONNECT is not supported"));
+    }
+    let (path, authority_host) = split_target(buf, method_bytes, target.clone())?;
+    let (headers, scan) = scan_headers(buf, req.headers)?;
+    let host = request_host(buf, version, &scan, authority_host)?;
+    let body = request_body(version, &scan)?;
+    let http11 = version == Version::Http11;
+    Ok(Some(RequestHead {
+        len,
+        method,
+        target,
+        path,
+        version,
+        headers,
+        body,
+        host,
+        keep_alive: scan.keep_alive(version),
+        upgrade: http11 && scan.upgrade_token && scan.upgrade_header,
+        expect_continue: http11 && scan.expect_continue,
+    }))
 }
 
 impl RequestHead {
     pub fn method<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        &buf[self.method.clone()]
+        at(buf, &self.method)
     }
 
     /// Whether the method is one nginx will not retry without `non_idempotent`.
@@ -108,8 +176,23 @@ impl RequestHead {
     }
 
     /// First header with this (case-insensitive) name.
-    pub fn header<'b>(&self, _buf: &'b [u8], _name: &str) -> Option<&'b [u8]> {
-        todo!()
+    pub fn header<'b>(&self, buf: &'b [u8], name: &str) -> Option<&'b [u8]> {
+        first_header(buf, &self.headers, name)
+    }
+
+    /// The request target as sent.
+    pub fn target<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        at(buf, &self.target)
+    }
+
+    /// The origin-form target to forward upstream.
+    pub fn path<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        at(buf, &self.path)
+    }
+
+    /// The host to route on, without port.
+    pub fn host<'b>(&self, buf: &'b [u8]) -> Option<&'b [u8]> {
+        self.host.as_ref().map(|r| at(buf, r))
     }
 }
 
@@ -140,17 +223,496 @@ pub struct ResponseHead {
 
 /// Parses a response head; `request_was_head` and the status decide whether a body follows.
 /// Lenient where RFC 9112 allows (both CL and TE: chunked wins, connection not reused).
+/// A Transfer-Encoding in an HTTP/1.0 response is honoured but the connection is not reused
+/// (RFC 9112 6.1: its framing is suspect).
 pub fn parse_response(
-    _buf: &[u8],
-    _request_was_head: bool,
-    _max_size: usize,
+    buf: &[u8],
+    request_was_head: bool,
+    max_size: usize,
 ) -> Result<Option<ResponseHead>, HeadError> {
-    todo!()
+    let mut slots = [const { MaybeUninit::uninit() }; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut []);
+    let config = httparse::ParserConfig::default();
+    let len = match config.parse_response_with_uninit_headers(&mut res, buf, &mut slots) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return partial(buf.len(), max_size),
+        Err(e) => return Err(from_httparse(e)),
+    };
+    if len > max_size {
+        return Err(HeadError::TooLarge);
+    }
+    let (Some(minor), Some(status)) = (res.version, res.code) else {
+        return Err(HeadError::Malformed("incomplete status line"));
+    };
+    if status < 100 {
+        return Err(HeadError::Malformed("invalid status code"));
+    }
+    let version = if minor == 0 {
+        Version::Http10
+    } else {
+        Version::Http11
+    };
+    let (headers, scan) = scan_headers(buf, res.headers)?;
+    let (body, framing_allows_reuse) = response_body(version, status, request_was_head, &scan)?;
+    Ok(Some(ResponseHead {
+        len,
+        status,
+        version,
+        reason: reason_range(buf),
+        headers,
+        body,
+        keep_alive: scan.keep_alive(version) && framing_allows_reuse,
+    }))
 }
 
 impl ResponseHead {
     /// First header with this (case-insensitive) name.
-    pub fn header<'b>(&self, _buf: &'b [u8], _name: &str) -> Option<&'b [u8]> {
-        todo!()
+    pub fn header<'b>(&self, buf: &'b [u8], name: &str) -> Option<&'b [u8]> {
+        first_header(buf, &self.headers, name)
+    }
+
+    /// The reason phrase as sent.
+    pub fn reason<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        at(buf, &self.reason)
     }
 }
+
+/// An incomplete head is fine until it is already larger than allowed.
+fn partial<T>(have: usize, max: usize) -> Result<Option<T>, HeadError> {
+    if have > max {
+        Err(HeadError::TooLarge)
+    } else {
+        Ok(None)
+    }
+}
+
+fn from_httparse(e: httparse::Error) -> HeadError {
+    use httparse::Error as E;
+    HeadError::Malformed(match e {
+        E::TooManyHeaders => return HeadError::TooLarge,
+        E::HeaderName => "invalid header name (or obs-fold, or space before colon)",
+        E::HeaderValue => "invalid byte in header value",
+        E::NewLine => "invalid line ending",
+        E::Status => "invalid status line",
+        E::Token => "invalid request line",
+        E::Version => "invalid HTTP version",
+    })
+}
+
+/// An LF without its CR. httparse accepts it as a line end; in a request we do not, so that
+/// `X: a<LF>Transfer-Encoding: chunked` cannot mean one header to a front proxy and two to us.
+fn has_bare_lf(head: &[u8]) -> bool {
+    let mut prev = 0u8;
+    head.iter().any(|&b| {
+        let bare = b == b'\n' && prev != b'\r';
+        prev = b;
+        bare
+    })
+}
+
+/// `buf[r]`, or empty when `r` does not fit (a head used with the wrong buffer): never panics.
+fn at<'b>(buf: &'b [u8], r: &Range<usize>) -> &'b [u8] {
+    buf.get(r.clone()).unwrap_or_default()
+}
+
+/// The position of `part` (a slice httparse returned) inside `buf`.
+fn span(buf: &[u8], part: &[u8]) -> Result<Range<usize>, HeadError> {
+    let start = (part.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
+    match start.checked_add(part.len()) {
+        Some(end) if start <= buf.len() && end <= buf.len() => Ok(start..end),
+        _ => Err(HeadError::Malformed(
+            "parser returned a slice outside the buffer",
+        )),
+    }
+}
+
+fn first_header<'b>(buf: &'b [u8], headers: &[HeaderPos], name: &str) -> Option<&'b [u8]> {
+    headers
+        .iter()
+        .find(|h| at(buf, &h.name).eq_ignore_ascii_case(name.as_bytes()))
+        .map(|h| at(buf, &h.value))
+}
+
+/// The reason phrase of a validated status line: after `HTTP/1.x NNN ` up to the line end.
+/// Computed here because httparse returns `""` (not a buffer slice) for some reasons.
+fn reason_range(buf: &[u8]) -> Range<usize> {
+    let line = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    let code_end = line + b"HTTP/1.1 200".len();
+    if buf.get(code_end) != Some(&b' ') {
+        return code_end..code_end;
+    }
+    let start = code_end + 1;
+    let rest = buf.get(start..).unwrap_or_default();
+    let end = start
+        + rest
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(rest.len());
+    start..end
+}
+
+/// Splits a request target into the path to forward and, for absolute-form, the host of
+/// its authority. Refuses every other form (authority-form is CONNECT's, refused earlier).
+fn split_target(
+    buf: &[u8],
+    method: &[u8],
+    target: Range<usize>,
+) -> Result<(Range<usize>, Option<Range<usize>>), HeadError> {
+    let t = at(buf, &target);
+    if t.first() == Some(&b'/') {
+        return Ok((target, None));
+    }
+    if t == b"*" {
+        if method == b"OPTIONS" {
+            return Ok((target, None));
+        }
+        return Err(HeadError::Malformed("'*' target outside OPTIONS"));
+    }
+    let skip = if starts_with_ignore_case(t, b"http://") {
+        7
+    } else if starts_with_ignore_case(t, b"https://") {
+        8
+    } else {
+        return Err(HeadError::Malformed(
+            "target is neither origin-form nor absolute-form",
+        ));
+    };
+    let rest = t.get(skip..).unwrap_or_default();
+    let auth_len = rest
+        .iter()
+        .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    let auth_start = target.start + skip;
+    let host = parse_authority(&rest[..auth_len])
+        .map_err(HeadError::Malformed)?
+        .ok_or(HeadError::Malformed("absolute-form target without a host"))?;
+    let host = auth_start + host.start..auth_start + host.end;
+    let path = match rest.get(auth_len) {
+        // The last '/' of "://" stands in for the empty path: a range of the buffer that
+        // reads "/".
+        None => auth_start - 1..auth_start,
+        Some(b'/') => auth_start + auth_len..target.end,
+        Some(_) => return Err(HeadError::Malformed("absolute-form target without a path")),
+    };
+    Ok((path, Some(host)))
+}
+
+fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
+    s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// Validates `host[:port]` (RFC 3986 authority without userinfo) and returns the host's
+/// range within `a`, `None` when `a` is empty.
+fn parse_authority(a: &[u8]) -> Result<Option<Range<usize>>, &'static str> {
+    if a.is_empty() {
+        return Ok(None);
+    }
+    if a.contains(&b'@') {
+        return Err("userinfo in authority");
+    }
+    let host_end = if a[0] == b'[' {
+        let close = a
+            .iter()
+            .position(|&b| b == b']')
+            .ok_or("unterminated IPv6 literal")?;
+        let inner = &a[1..close];
+        let ip_char = |b: &u8| b.is_ascii_alphanumeric() || b":.%-_~".contains(b);
+        if inner.is_empty() || !inner.iter().all(ip_char) {
+            return Err("invalid IPv6 literal");
+        }
+        close + 1
+    } else {
+        let end = a.iter().position(|&b| b == b':').unwrap_or(a.len());
+        let reg_char = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
+        if end == 0 || !a[..end].iter().all(reg_char) {
+            return Err("invalid host");
+        }
+        end
+    };
+    match a.get(host_end) {
+        None => {}
+        Some(b':') if a[host_end + 1..].iter().all(u8::is_ascii_digit) => {}
+        Some(_) => return Err("invalid port"),
+    }
+    Ok(Some(0..host_end))
+}
+
+/// The headers that matter for framing and connection handling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Known {
+    ContentLength,
+    TransferEncoding,
+    Host,
+    Connection,
+    Upgrade,
+    Expect,
+    /// Keep-Alive, TE, Trailer, Proxy-Connection: hop-by-hop, nothing else to learn.
+    OtherHop,
+    Other,
+}
+
+fn classify(name: &[u8]) -> Known {
+    let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        2 if is(b"te") => Known::OtherHop,
+        4 if is(b"host") => Known::Host,
+        6 if is(b"expect") => Known::Expect,
+        7 if is(b"upgrade") => Known::Upgrade,
+        7 if is(b"trailer") => Known::OtherHop,
+        10 if is(b"connection") => Known::Connection,
+        10 if is(b"keep-alive") => Known::OtherHop,
+        14 if is(b"content-length") => Known::ContentLength,
+        16 if is(b"proxy-connection") => Known::OtherHop,
+        17 if is(b"transfer-encoding") => Known::TransferEncoding,
+        _ => Known::Other,
+    }
+}
+
+/// The elements of a comma-separated list, OWS trimmed, empty elements skipped
+/// (RFC 9110 5.6.1).
+fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|e| !e.is_empty())
+}
+
+fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// The Transfer-Encoding list, all lines combined.
+#[derive(Clone, Copy, Debug, Default)]
+struct Codings {
+    count: usize,
+    chunked: usize,
+    last_is_chunked: bool,
+}
+
+/// What the headers say, collected in one pass.
+#[derive(Debug, Default)]
+struct Scan {
+    /// `None`: no Content-Length; `Some(Err)`: invalid or conflicting values.
+    content_length: Option<Result<u64, &'static str>>,
+    /// `None`: no Transfer-Encoding header.
+    codings: Option<Codings>,
+    host_count: usize,
+    host_value: Option<Range<usize>>,
+    close: bool,
+    keep_alive_token: bool,
+    upgrade_token: bool,
+    upgrade_header: bool,
+    expect_continue: bool,
+    connection_headers: usize,
+}
+
+impl Scan {
+    fn keep_alive(&self, version: Version) -> bool {
+        match version {
+            Version::Http11 => !self.close,
+            Version::Http10 => self.keep_alive_token && !self.close,
+        }
+    }
+}
+
+/// Records every header's position and hop flag, and what the framing headers say.
+fn scan_headers(
+    buf: &[u8],
+    raw: &[httparse::Header<'_>],
+) -> Result<(Vec<HeaderPos>, Scan), HeadError> {
+    let mut scan = Scan::default();
+    let mut headers = Vec::with_capacity(raw.len());
+    for h in raw {
+        let name = span(buf, h.name.as_bytes())?;
+        let value = span(buf, h.value)?;
+        let known = classify(h.name.as_bytes());
+        scan.note(known, h.value, value.clone());
+        let hop = !matches!(known, Known::Other | Known::Host);
+        headers.push(HeaderPos { name, value, hop });
+    }
+    if scan.connection_headers > 0 {
+        mark_connection_named(buf, &mut headers);
+    }
+    Ok((headers, scan))
+}
+
+impl Scan {
+    fn note(&mut self, known: Known, value: &[u8], range: Range<usize>) {
+        match known {
+            Known::ContentLength => self.note_content_length(value),
+            Known::TransferEncoding => {
+                let c = self.codings.get_or_insert_with(Codings::default);
+                for coding in list(value) {
+                    let chunked = coding.eq_ignore_ascii_case(b"chunked");
+                    c.count += 1;
+                    c.chunked += usize::from(chunked);
+                    c.last_is_chunked = chunked;
+                }
+            }
+            Known::Host => {
+                self.host_count += 1;
+                self.host_value = Some(range);
+            }
+            Known::Connection => {
+                self.connection_headers += 1;
+                for token in list(value) {
+                    self.close |= token.eq_ignore_ascii_case(b"close");
+                    self.keep_alive_token |= token.eq_ignore_ascii_case(b"keep-alive");
+                    self.upgrade_token |= token.eq_ignore_ascii_case(b"upgrade");
+                }
+            }
+            Known::Upgrade => self.upgrade_header |= !value.is_empty(),
+            Known::Expect => {
+                self.expect_continue |= list(value).any(|e| e.eq_ignore_ascii_case(b"100-continue"))
+            }
+            Known::OtherHop | Known::Other => {}
+        }
+    }
+
+    /// Content-Length: every value of every line must be the same decimal number.
+    fn note_content_length(&mut self, value: &[u8]) {
+        if let Some(Err(_)) = self.content_length {
+            return;
+        }
+        for element in value.split(|&b| b == b',').map(trim_ows) {
+            let next = match parse_decimal(element) {
+                Some(n) => match self.content_length {
+                    Some(Ok(prev)) if prev != n => Err("differing Content-Length values"),
+                    _ => Ok(n),
+                },
+                None => Err("invalid Content-Length"),
+            };
+            self.content_length = Some(next);
+            if next.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A non-empty run of ASCII digits that fits in u64.
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() {
+        return None;
+    }
+    s.iter().try_fold(0u64, |n, &b| {
+        let digit = b.is_ascii_digit().then(|| u64::from(b - b'0'))?;
+        n.checked_mul(10)?.checked_add(digit)
+    })
+}
+
+/// Marks every header named by a Connection option as hop-by-hop (RFC 9110 7.6.1), except
+/// Host, which SPEC says is always forwarded as sent.
+fn mark_connection_named(buf: &[u8], headers: &mut [HeaderPos]) {
+    for j in 0..headers.len() {
+        if classify(at(buf, &headers[j].name)) != Known::Connection {
+            continue;
+        }
+        let value = at(buf, &headers[j].value);
+        for option in list(value) {
+            for h in headers.iter_mut().filter(|h| !h.hop) {
+                let name = at(buf, &h.name);
+                if name.eq_ignore_ascii_case(option) && classify(name) != Known::Host {
+                    h.hop = true;
+                }
+            }
+        }
+    }
+}
+
+/// The host to route on (RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in 1.0;
+/// the target's authority wins over it).
+fn request_host(
+    buf: &[u8],
+    version: Version,
+    scan: &Scan,
+    authority_host: Option<Range<usize>>,
+) -> Result<Option<Range<usize>>, HeadError> {
+    if scan.host_count > 1 {
+        return Err(HeadError::Malformed("more than one Host header"));
+    }
+    if version == Version::Http11 && scan.host_count == 0 {
+        return Err(HeadError::Malformed("HTTP/1.1 request without Host"));
+    }
+    let header_host = match &scan.host_value {
+        Some(value) => parse_authority(at(buf, value))
+            .map_err(|_| HeadError::Malformed("invalid Host header"))?
+            .map(|h| value.start + h.start..value.start + h.end),
+        None => None,
+    };
+    Ok(authority_host.or(header_host))
+}
+
+/// Request framing (RFC 9112 6.1-6.3), refusing everything ambiguous.
+fn request_body(version: Version, scan: &Scan) -> Result<RequestBody, HeadError> {
+    let Some(c) = scan.codings else {
+        return match scan.content_length {
+            None => Ok(RequestBody::None),
+            Some(Ok(n)) => Ok(RequestBody::Length(n)),
+            Some(Err(why)) => Err(HeadError::Malformed(why)),
+        };
+    };
+    if version == Version::Http10 {
+        return Err(HeadError::Malformed(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
+    }
+    if scan.content_length.is_some() {
+        return Err(HeadError::Malformed(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    if !c.last_is_chunked {
+        return Err(HeadError::Malformed(
+            "chunked is not the last transfer coding",
+        ));
+    }
+    if c.chunked > 1 {
+        return Err(HeadError::Malformed("chunked applied more than once"));
+    }
+    if c.count > 1 {
+        return Err(HeadError::UnsupportedEncoding);
+    }
+    Ok(RequestBody::Chunked)
+}
+
+/// Response framing (RFC 9112 6.3) and whether it leaves the connection reusable.
+fn response_body(
+    version: Version,
+    status: u16,
+    request_was_head: bool,
+    scan: &Scan,
+) -> Result<(ResponseBody, bool), HeadError> {
+    if request_was_head || status < 200 || status == 204 || status == 304 {
+        return Ok((ResponseBody::None, true));
+    }
+    if let Some(c) = scan.codings {
+        if c.last_is_chunked && c.chunked > 1 {
+            return Err(HeadError::Malformed("chunked applied more than once"));
+        }
+        if c.last_is_chunked {
+            let trusted = scan.content_length.is_none() && version == Version::Http11;
+            return Ok((ResponseBody::Chunked, trusted));
+        }
+        return Ok((ResponseBody::Eof, false));
+    }
+    match scan.content_length {
+        Some(Ok(n)) => Ok((ResponseBody::Length(n), true)),
+        Some(Err(why)) => Err(HeadError::Malformed(why)),
+        None => Ok((ResponseBody::Eof, false)),
+    }
+}
+
+#[cfg(test)]
+mod mutation_tests;
+#[cfg(test)]
+mod tests;

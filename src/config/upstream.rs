@@ -1,0 +1,380 @@
+//! `[upstreams.NAME]` tables to [`Group`]s: servers, balancing policy and hash key, timeouts,
+//! retry conditions (`next_upstream`), active health checks and the queue.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::check::{Zero, resolve};
+use super::raw::{RawBalance, RawHealthCheck, RawQueue, RawServer, RawUpstream};
+use super::source::{Report, index, join};
+use super::units::Dur;
+use crate::balance::{MAX_SERVERS, Peers, Policy, Server};
+use crate::snapshot::{Group, HealthCheck, NextUpstream, Queue};
+use crate::template::Template;
+
+/// Highest server weight: keeps weight sums of [`MAX_SERVERS`] servers far inside `u32`.
+const MAX_WEIGHT: i64 = 1_000_000;
+
+/// Every group, in the order of their names (the map is sorted), which is `GroupId` order.
+pub fn groups(
+    r: &mut Report<'_, '_>,
+    raw: Option<&BTreeMap<Spanned<String>, Spanned<RawUpstream>>>,
+) -> Vec<Arc<Group>> {
+    raw.into_iter()
+        .flatten()
+        .map(|(name, table)| Arc::new(group(r, name, table)))
+        .collect()
+}
+
+fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpstream>) -> Group {
+    let base = join("upstreams", name.get_ref());
+    r.name(name.get_ref(), &name.span(), &base);
+    let raw = table.get_ref();
+    let key = |k: &str| join(&base, k);
+    let policy = policy(raw);
+    let hash_key = hash_key(r, raw, &table.span(), &base, policy);
+    let servers = servers(r, raw.servers.as_ref(), &table.span(), &base);
+    // Every upstream timeout defaults to nginx's 60s.
+    let timeout = |r: &mut Report<'_, '_>, v: &Option<Spanned<Dur>>, k: &str, zero: Zero| {
+        r.dur(v, &join(&base, k), Duration::from_secs(60), zero)
+    };
+    Group {
+        name: name.get_ref().clone(),
+        peers: Peers::new(policy, servers),
+        hash_key,
+        keepalive: r.int(&raw.keepalive, &key("keepalive"), 64, 0..=100_000) as usize,
+        keepalive_requests: r.int(
+            &raw.keepalive_requests,
+            &key("keepalive_requests"),
+            1000,
+            1..=u32::MAX.into(),
+        ) as u32,
+        // Zero is meaningful: idle connections are not kept.
+        keepalive_timeout: timeout(
+            r,
+            &raw.keepalive_timeout,
+            "keepalive_timeout",
+            Zero::Allowed,
+        ),
+        connect_timeout: timeout(r, &raw.connect_timeout, "connect_timeout", Zero::Rejected),
+        send_timeout: timeout(r, &raw.send_timeout, "send_timeout", Zero::Rejected),
+        read_timeout: timeout(r, &raw.read_timeout, "read_timeout", Zero::Rejected),
+        next_upstream: next_upstream(r, raw.next_upstream.as_ref(), &key("next_upstream")),
+        next_upstream_tries: r.int(
+            &raw.next_upstream_tries,
+            &key("next_upstream_tries"),
+            0,
+            0..=MAX_SERVERS as i64,
+        ) as u32,
+        next_upstream_timeout: r.dur(
+            &raw.next_upstream_timeout,
+            &key("next_upstream_timeout"),
+            Duration::ZERO,
+            Zero::Allowed,
+        ),
+        retry_non_idempotent: raw.retry_non_idempotent.unwrap_or(false),
+        health_check: raw
+            .health_check
+            .as_ref()
+            .map(|h| health_check(r, h, &key("health_check"))),
+        queue: raw.queue.as_ref().map(|q| queue(r, q, &key("queue"))),
+        // "0s" reads naturally as "no slow start".
+        slow_start: Some(r.dur(
+            &raw.slow_start,
+            &key("slow_start"),
+            Duration::ZERO,
+            Zero::Allowed,
+        ))
+        .filter(|d| !d.is_zero()),
+    }
+}
+
+fn policy(raw: &RawUpstream) -> Policy {
+    match raw.balance.as_ref().map(|b| *b.get_ref()) {
+        None | Some(RawBalance::RoundRobin) => Policy::RoundRobin,
+        Some(RawBalance::LeastConn) => Policy::LeastConn,
+        Some(RawBalance::IpHash) => Policy::IpHash,
+        Some(RawBalance::Hash) => Policy::Hash,
+        Some(RawBalance::RandomTwo) => Policy::RandomTwo,
+    }
+}
+
+/// `hash_key` belongs to `balance = "hash"` and nothing else.
+fn hash_key(
+    r: &mut Report<'_, '_>,
+    raw: &RawUpstream,
+    table: &Range<usize>,
+    base: &str,
+    policy: Policy,
+) -> Option<Template> {
+    match (&raw.hash_key, policy) {
+        (None, Policy::Hash) => {
+            let span = raw.balance.as_ref().map_or(table.clone(), |b| b.span());
+            let message = "balance = \"hash\" needs `hash_key`, e.g. \"$remote_addr\"";
+            r.at(&span, &join(base, "balance"), message);
+            None
+        }
+        (None, _) => None,
+        (Some(key), Policy::Hash) => match Template::parse(key.get_ref()) {
+            Ok(t) if t.is_literal() => {
+                let message = "has no variables, so every request would go to the same server";
+                r.at(&key.span(), &join(base, "hash_key"), message);
+                None
+            }
+            Ok(t) => Some(t),
+            Err(e) => {
+                r.at(
+                    &key.span(),
+                    &join(base, "hash_key"),
+                    format!("invalid template: {e}"),
+                );
+                None
+            }
+        },
+        (Some(key), _) => {
+            let message = "`hash_key` is used only with balance = \"hash\"";
+            r.at(&key.span(), &join(base, "hash_key"), message);
+            None
+        }
+    }
+}
+
+fn servers(
+    r: &mut Report<'_, '_>,
+    raw: Option<&Spanned<Vec<Spanned<RawServer>>>>,
+    table: &Range<usize>,
+    base: &str,
+) -> Vec<Server> {
+    let key = join(base, "servers");
+    let Some(list) = raw else {
+        r.at(table, &key, "missing key `servers`");
+        return Vec::new();
+    };
+    if list.get_ref().is_empty() {
+        r.at(&list.span(), &key, "must list at least one server");
+    } else if list.get_ref().len() > MAX_SERVERS {
+        let message = format!("at most {MAX_SERVERS} servers are allowed in one group");
+        r.at(&list.span(), &key, message);
+    } else if list
+        .get_ref()
+        .iter()
+        .all(|s| s.get_ref().backup == Some(true))
+    {
+        let message = "needs at least one server that is not a backup";
+        r.at(&list.span(), &key, message);
+    }
+    list.get_ref()
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| server(r, s, &index(&key, i)))
+        .collect()
+}
+
+fn server(r: &mut Report<'_, '_>, table: &Spanned<RawServer>, base: &str) -> Option<Server> {
+    let raw = table.get_ref();
+    let key = |k: &str| join(base, k);
+    let weight = r.int(&raw.weight, &key("weight"), 1, 1..=MAX_WEIGHT) as u32;
+    let max_fails = r.int(&raw.max_fails, &key("max_fails"), 1, 0..=1_000_000) as u32;
+    let fail_timeout = r.dur(
+        &raw.fail_timeout,
+        &key("fail_timeout"),
+        Duration::from_secs(10),
+        Zero::Rejected,
+    );
+    let max_conns = r.int(&raw.max_conns, &key("max_conns"), 0, 0..=10_000_000) as u32;
+    let addr = r.required(&raw.addr, &table.span(), base, "addr")?;
+    let addr = match resolve(addr.get_ref(), Zero::Rejected) {
+        Ok(a) => a,
+        Err(e) => {
+            r.at(&addr.span(), &key("addr"), e);
+            return None;
+        }
+    };
+    Some(Server {
+        addr,
+        weight,
+        max_fails,
+        fail_timeout,
+        backup: raw.backup.unwrap_or(false),
+        down: raw.down.unwrap_or(false),
+        max_conns,
+    })
+}
+
+/// The conditions nginx's `proxy_next_upstream` knows, by name.
+fn condition<'n>(n: &'n mut NextUpstream, name: &str) -> Option<&'n mut bool> {
+    Some(match name {
+        "error" => &mut n.error,
+        "timeout" => &mut n.timeout,
+        "invalid_header" => &mut n.invalid_header,
+        "http_500" => &mut n.http_500,
+        "http_502" => &mut n.http_502,
+        "http_503" => &mut n.http_503,
+        "http_504" => &mut n.http_504,
+        "http_403" => &mut n.http_403,
+        "http_404" => &mut n.http_404,
+        "http_429" => &mut n.http_429,
+        "non_idempotent" => &mut n.non_idempotent,
+        _ => return None,
+    })
+}
+
+fn next_upstream(
+    r: &mut Report<'_, '_>,
+    raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    key: &str,
+) -> NextUpstream {
+    let mut result = NextUpstream::default();
+    let Some(list) = raw else {
+        result.error = true;
+        result.timeout = true;
+        return result;
+    };
+    if list.get_ref().is_empty() {
+        let message = "must not be empty: list conditions, or [\"off\"] to never retry";
+        r.at(&list.span(), key, message);
+    }
+    for (i, name) in list.get_ref().iter().enumerate() {
+        if name.get_ref() == "off" {
+            if list.get_ref().len() > 1 {
+                let message = "\"off\" cannot be combined with other conditions";
+                r.at(&name.span(), &index(key, i), message);
+            }
+            continue;
+        }
+        match condition(&mut result, name.get_ref()) {
+            Some(flag) => *flag = true,
+            None => {
+                let message = format!(
+                    "unknown condition {:?}: expected error, timeout, invalid_header, http_500, \
+                     http_502, http_503, http_504, http_403, http_404, http_429, \
+                     non_idempotent or \"off\"",
+                    name.get_ref()
+                );
+                r.at(&name.span(), &index(key, i), message);
+            }
+        }
+    }
+    result
+}
+
+fn health_check(
+    r: &mut Report<'_, '_>,
+    table: &Spanned<RawHealthCheck>,
+    base: &str,
+) -> HealthCheck {
+    let raw = table.get_ref();
+    let key = |k: &str| join(base, k);
+    let path = raw.path.as_ref().and_then(|p| {
+        let ok = p.get_ref().starts_with('/') && p.get_ref().bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            r.at(
+                &p.span(),
+                &key("path"),
+                "must start with `/` and contain no spaces",
+            );
+        }
+        ok.then(|| p.get_ref().clone())
+    });
+    let expect = match &raw.expect {
+        None => (200, 399),
+        Some(e) => parse_expect(e.get_ref()).unwrap_or_else(|message| {
+            r.at(&e.span(), &key("expect"), message);
+            (200, 399)
+        }),
+    };
+    let secs = Duration::from_secs;
+    HealthCheck {
+        path,
+        interval: r.dur(&raw.interval, &key("interval"), secs(5), Zero::Rejected),
+        timeout: r.dur(&raw.timeout, &key("timeout"), secs(1), Zero::Rejected),
+        rise: r.int(&raw.rise, &key("rise"), 2, 1..=1000) as u32,
+        fall: r.int(&raw.fall, &key("fall"), 3, 1..=1000) as u32,
+        expect,
+    }
+}
+
+/// `"200"` or `"200-399"` (inclusive), statuses within 100..=599.
+fn parse_expect(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("invalid status range {text:?}: expected e.g. \"200\" or \"200-399\"");
+    let status = |s: &str| {
+        s.parse::<u16>()
+            .ok()
+            .filter(|code| (100..=599).contains(code) && s.len() == 3)
+            .ok_or_else(bad)
+    };
+    let (lo, hi) = match text.split_once('-') {
+        Some((lo, hi)) => (status(lo)?, status(hi)?),
+        None => (status(text)?, status(text)?),
+    };
+    if lo > hi {
+        return Err(format!("invalid status range {text:?}: {lo} is above {hi}"));
+    }
+    Ok((lo, hi))
+}
+
+fn queue(r: &mut Report<'_, '_>, table: &Spanned<RawQueue>, base: &str) -> Queue {
+    let raw = table.get_ref();
+    let max = match r.required(&raw.max, &table.span(), base, "max") {
+        Some(_) => r.int(&raw.max, &join(base, "max"), 1, 1..=1_000_000) as usize,
+        None => 1,
+    };
+    Queue {
+        max,
+        timeout: r.dur(
+            &raw.timeout,
+            &join(base, "timeout"),
+            Duration::from_secs(60),
+            Zero::Rejected,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expect_takes_one_status_or_an_inclusive_range() {
+        assert_eq!(parse_expect("200"), Ok((200, 200)));
+        assert_eq!(parse_expect("200-399"), Ok((200, 399)));
+        assert_eq!(parse_expect("100-599"), Ok((100, 599)));
+        assert!(parse_expect("399-200").unwrap_err().contains("above"));
+        assert!(parse_expect("99").is_err());
+        assert!(parse_expect("600").is_err());
+        assert!(parse_expect("0200").is_err());
+        assert!(parse_expect("200-").is_err());
+        assert!(parse_expect("2xx").is_err());
+        assert!(parse_expect("").is_err());
+    }
+
+    #[test]
+    fn every_condition_name_sets_its_own_flag() {
+        let names = [
+            "error",
+            "timeout",
+            "invalid_header",
+            "http_500",
+            "http_502",
+            "http_503",
+            "http_504",
+            "http_403",
+            "http_404",
+            "http_429",
+            "non_idempotent",
+        ];
+        let mut seen = Vec::new();
+        for name in names {
+            let mut n = NextUpstream::default();
+            *condition(&mut n, name).unwrap() = true;
+            assert_ne!(n, NextUpstream::default(), "{name}");
+            assert!(!seen.contains(&n), "{name} sets the same flag as another");
+            seen.push(n);
+        }
+        assert!(condition(&mut NextUpstream::default(), "off").is_none());
+    }
+}

@@ -1,0 +1,141 @@
+//! The command line: `-t` on good and broken files, `--version`, `--help`, and the signals
+//! that stop a running proxy (SIGTERM, SIGINT, and `-s stop` through the pid file).
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::support::proxy::TempDir;
+use crate::support::*;
+
+const RUN: Duration = Duration::from_secs(10);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn check_accepts_every_example_config() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut examples: Vec<_> = std::fs::read_dir(&dir)
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    examples.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+    examples.sort();
+    assert!(
+        !examples.is_empty(),
+        "no example configs in {}",
+        dir.display()
+    );
+    for example in examples {
+        let path = example.to_string_lossy();
+        let out = Proxy::run_raw(&["-t", "-c", &path], RUN);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{path}: {}\n{all}", out.status);
+        assert!(all.contains("configuration ok"), "{path}:\n{all}");
+    }
+}
+
+#[test]
+fn check_reports_file_line_and_key_of_a_broken_config() {
+    let dir = TempDir::new();
+    let broken = "[[listener]]\nname = \"it\"\nbind = \"127.0.0.1:1\"\nupstream = \"u\"\n\
+                  [upstreams.u]\nservers = [{ addr = \"127.0.0.1:2\" }]\nbogus_setting = 7\n";
+    let file = dir.write("broken.toml", broken);
+    let path = file.to_string_lossy();
+    let out = Proxy::run_raw(&["-t", "-c", &path], RUN);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{path}:7")), "no {path}:7 in:\n{err}");
+    assert!(
+        err.contains("bogus_setting"),
+        "the key is not named:\n{err}"
+    );
+    assert!(!text(&out.stdout).contains("configuration ok"));
+}
+
+#[test]
+fn check_reports_a_bad_value_with_its_key_path() {
+    let dir = TempDir::new();
+    let broken = "[[listener]]\nname = \"it\"\nbind = \"127.0.0.1:1\"\nupstream = \"u\"\n\n\
+                  [upstreams.u]\nservers = [\n  { addr = \"127.0.0.1:2\" },\n  { addr = \"127.0.0.1:3\", weight = \"heavy\" },\n]\n";
+    let file = dir.write("broken.toml", broken);
+    let path = file.to_string_lossy();
+    let out = Proxy::run_raw(&["-t", "-c", &path], RUN);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("{path}:9")), "no {path}:9 in:\n{err}");
+    assert!(err.contains("weight"), "{err}");
+}
+
+#[test]
+fn check_of_a_missing_file_fails() {
+    let out = Proxy::run_raw(&["-t", "-c", "/nonexistent/ringway.toml"], RUN);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("/nonexistent/ringway.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = Proxy::run_raw(&["--version"], RUN);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("ringway ") && stdout.contains(env!("CARGO_PKG_VERSION")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn help_lists_the_main_options() {
+    let out = Proxy::run_raw(&["--help"], RUN);
+    assert!(out.status.success());
+    let stdout = text(&out.stdout);
+    for want in ["--config", "-t", "-s", "demo"] {
+        assert!(stdout.contains(want), "--help lacks {want}:\n{stdout}");
+    }
+}
+
+/// Starts a proxy, sends `sig`, expects exit status 0 within 2 s.
+fn stops_on(driver: &str, sig: i32) {
+    let b = Backend::named("a");
+    let mut p = Proxy::start(driver, &single(b.addr()));
+    assert_eq!(get(p.addr, "/").status, 200);
+    p.signal(sig);
+    let status = p.wait_exit(Duration::from_secs(2));
+    let status = status.unwrap_or_else(|| panic!("still running 2 s after signal {sig}"));
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+fn sigterm_stops_the_proxy_with_status_0(driver: &str) {
+    stops_on(driver, libc::SIGTERM);
+}
+both_drivers!(sigterm_stops_the_proxy_with_status_0);
+
+fn sigint_stops_the_proxy_with_status_0(driver: &str) {
+    stops_on(driver, libc::SIGINT);
+}
+both_drivers!(sigint_stops_the_proxy_with_status_0);
+
+fn signal_stop_through_the_pid_file_stops_the_proxy(driver: &str) {
+    let b = Backend::named("a");
+    let mut p = Proxy::start(driver, &single(b.addr()));
+    let pid_file = p.dir.path.join("ringway.pid");
+    assert!(
+        wait_until(Duration::from_secs(2), || pid_file.exists()),
+        "no pid file"
+    );
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    assert_eq!(pid.trim(), p.pid().to_string());
+    let config = p.config.to_string_lossy().into_owned();
+    let out = Proxy::run_raw(&["-s", "stop", "-c", &config], RUN);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let status = p
+        .wait_exit(Duration::from_secs(2))
+        .expect("still running after -s stop");
+    assert_eq!(status.code(), Some(0));
+}
+both_drivers!(signal_stop_through_the_pid_file_stops_the_proxy);

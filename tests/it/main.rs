@@ -1,0 +1,15 @@
+//! End-to-end tests: the real `ringway` binary (`ringway -c FILE`) in front of scriptable
+//! backends on 127.0.0.1, driven over raw sockets. Every proxy test runs on io_uring and on
+//! epoll (`both_drivers!`); ports are picked at run time; every wait is bounded.
+
+mod support;
+
+mod balance;
+mod basic;
+mod cli;
+mod errors;
+mod harness;
+mod headers;
+mod pool;
+mod routes;
+mod timeouts;

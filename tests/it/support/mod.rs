@@ -1,0 +1,139 @@
+//! The end-to-end harness: the real proxy binary ([`Proxy`]), scriptable std backends
+//! ([`Backend`]), a raw-socket HTTP client ([`Client`]) and small helpers (free ports, bounded
+//! waits, the `both_drivers!` macro).
+
+// A toolkit: each test binary build uses only some of its helpers.
+#![allow(dead_code)]
+
+pub mod backend;
+pub mod client;
+pub mod proxy;
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use backend::{Backend, Conn, Request};
+pub use client::{Client, Framing, Response, get};
+pub use proxy::Proxy;
+
+/// Runs an end-to-end test function `fn name(driver: &str)` once per event-loop driver:
+/// generates `mod name { #[test] fn io_uring() ..; #[test] fn epoll() .. }`.
+macro_rules! both_drivers {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn io_uring() {
+                    super::$name("io_uring")
+                }
+                #[test]
+                fn epoll() {
+                    super::$name("epoll")
+                }
+            }
+        )+
+    };
+}
+pub(crate) use both_drivers;
+
+/// Ports handed out by [`free_port`] in this process: never handed out twice, so two tests
+/// never race for one port (the proxy binds with SO_REUSEPORT, which would let two proxies
+/// share a port silently).
+fn handed_out() -> &'static Mutex<HashSet<u16>> {
+    static PORTS: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    PORTS.get_or_init(|| Mutex::new(HashSet::new()))
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now and no other test was given.
+pub fn free_port() -> u16 {
+    for _ in 0..1000 {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local_addr").port();
+        drop(listener);
+        if handed_out()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(port)
+        {
+            return port;
+        }
+    }
+    panic!("no free port after 1000 tries");
+}
+
+/// An address where nothing listens (connections are refused).
+pub fn dead_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// Polls `done` every 10 ms until it holds or `within` passes; returns whether it held.
+pub fn wait_until(within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Time since the first call in this process: one clock for backends and clients, so a
+/// timestamp written by a backend thread can be compared with an arrival time in the test.
+pub fn now_us() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// Lower-case hex of `bytes` (sha2 0.11 digests have no `LowerHex`).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// sha256 of `data`, as lower-case hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(data))
+}
+
+/// `n` bytes of a cheap deterministic pattern (no two 256-byte windows alike), so a
+/// reordered or dropped slice changes the hash.
+pub fn pattern(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// One entry of an upstream's `servers` list: `{ addr = "...", <extra> }`.
+pub fn server(addr: SocketAddr, extra: &str) -> String {
+    if extra.is_empty() {
+        format!("{{ addr = \"{addr}\" }}")
+    } else {
+        format!("{{ addr = \"{addr}\", {extra} }}")
+    }
+}
+
+/// A config body with one HTTP listener on `$BIND` in front of upstream `u`:
+/// `listener` and `upstream` are extra keys for each table.
+pub fn config(listener: &str, upstream: &str, servers: &[String]) -> String {
+    format!(
+        "[[listener]]\nname = \"it\"\nbind = \"$BIND\"\nmode = \"http\"\nupstream = \"u\"\n\
+         {listener}\n\n[upstreams.u]\n{upstream}\nservers = [{}]\n",
+        servers.join(", ")
+    )
+}
+
+/// The simplest config: one listener, one server, defaults everywhere.
+pub fn single(addr: SocketAddr) -> String {
+    config("", "", &[server(addr, "")])
+}

@@ -1,0 +1,247 @@
+//! [`Proxy`]: the real `ringway` binary as a child process, with its config in a temp dir,
+//! stderr captured to a file (printed when a test fails), and SIGKILL on drop.
+
+use std::fs;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::free_port;
+
+/// How long the proxy may take to open its listener.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A directory under the system temp dir, removed on drop.
+pub struct TempDir {
+    pub path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> TempDir {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("ringway-it-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create temp dir");
+        TempDir { path }
+    }
+
+    /// Writes `text` to `name` inside the dir and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path.join(name);
+        fs::write(&path, text).expect("write temp file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A running `ringway -c FILE`.
+pub struct Proxy {
+    child: Child,
+    /// Where `$BIND` in the config was pointed: the first listener.
+    pub addr: SocketAddr,
+    /// `$BIND2`, `$BIND3`, ... in the order they appear, when used.
+    pub extra: Vec<SocketAddr>,
+    pub config: PathBuf,
+    stderr: PathBuf,
+    pub dir: TempDir,
+    exited: Option<ExitStatus>,
+    /// The config and stderr went into a panic message already.
+    described: bool,
+}
+
+/// The binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_ringway")
+}
+
+impl Proxy {
+    /// Starts the proxy with one worker on `driver`. `toml` is everything but `[runtime]`;
+    /// `$BIND` is replaced by a free 127.0.0.1 address (and `$BIND2`..`$BIND9` by others).
+    pub fn start(driver: &str, toml: &str) -> Proxy {
+        Proxy::start_workers(driver, 1, toml)
+    }
+
+    pub fn start_workers(driver: &str, workers: usize, toml: &str) -> Proxy {
+        let dir = TempDir::new();
+        let (body, addr, extra) = bind_placeholders(toml);
+        let level = std::env::var("RINGWAY_IT_LOG").unwrap_or_else(|_| "info".into());
+        let text = format!(
+            "[runtime]\ndriver = \"{driver}\"\nworkers = {workers}\npin_workers = false\n\
+             pid_file = \"{}\"\nshutdown_timeout = \"1s\"\n\n[log]\nlevel = \"{level}\"\n\n{body}",
+            dir.path.join("ringway.pid").display()
+        );
+        let config = dir.write("ringway.toml", &text);
+        let stderr = dir.path.join("stderr.log");
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).expect("create stderr file"))
+            .spawn()
+            .expect("spawn ringway");
+        let mut proxy = Proxy {
+            child,
+            addr,
+            extra,
+            config,
+            stderr,
+            dir,
+            exited: None,
+            described: false,
+        };
+        proxy.wait_listening();
+        proxy
+    }
+
+    /// Waits (bounded) until the first listener accepts; panics with stderr if it exits.
+    fn wait_listening(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                self.described = true;
+                panic!(
+                    "ringway exited during start-up ({status})\n{}",
+                    self.describe()
+                );
+            }
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                self.described = true;
+                panic!(
+                    "ringway did not listen on {} in {START_TIMEOUT:?}\n{}",
+                    self.addr,
+                    self.describe()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal (libc::SIGTERM, ...) to the proxy.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) with our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
+        assert_eq!(rc, 0, "kill({}, {sig})", self.child.id());
+    }
+
+    /// Waits up to `within` for the proxy to exit.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.exited {
+                return Some(status);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.wait_exit(Duration::ZERO).is_none()
+    }
+
+    /// Everything the proxy wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn describe(&self) -> String {
+        let config = fs::read_to_string(&self.config).unwrap_or_default();
+        format!(
+            "---- config {} ----\n{config}\n---- ringway stderr ----\n{}",
+            self.config.display(),
+            self.stderr()
+        )
+    }
+
+    /// Runs the binary with `args` to completion (bounded by `within`, then killed).
+    pub fn run_raw(args: &[&str], within: Duration) -> Output {
+        run_command(Command::new(binary()).args(args), within)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() && !self.described {
+            eprintln!("{}", self.describe());
+        }
+    }
+}
+
+/// Replaces `$BIND` and `$BIND2`..`$BIND9` with fresh 127.0.0.1 addresses.
+fn bind_placeholders(toml: &str) -> (String, SocketAddr, Vec<SocketAddr>) {
+    let mut text = toml.to_string();
+    let mut extra = Vec::new();
+    for n in 2..=9 {
+        let key = format!("$BIND{n}");
+        if text.contains(&key) {
+            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            text = text.replace(&key, &addr.to_string());
+            extra.push(addr);
+        }
+    }
+    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    (text.replace("$BIND", &addr.to_string()), addr, extra)
+}
+
+/// Runs `cmd` to completion with stdout and stderr captured, killing it after `within`.
+pub fn run_command(cmd: &mut Command, within: Duration) -> Output {
+    let dir = TempDir::new();
+    let out_path = dir.path.join("stdout");
+    let err_path = dir.path.join("stderr");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).expect("stdout file"))
+        .stderr(fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let status = child.wait().expect("wait");
+            let err = fs::read_to_string(&err_path).unwrap_or_default();
+            panic!("{cmd:?} did not finish in {within:?} ({status}); stderr:\n{err}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: read(&out_path),
+        stderr: read(&err_path),
+    }
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_default()
+}
