@@ -172,6 +172,8 @@ struct Env {
     cpus: Cpus,
     tools: Vec<(String, PathBuf)>,
     wrk: PathBuf,
+    /// Proxies left out because their program could not be had.
+    skipped: Vec<String>,
 }
 
 impl Env {
@@ -208,7 +210,7 @@ fn run() -> Result<(), String> {
     let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
     let backends = [local(ports[0]), local(ports[1])];
     let _backend = start_backend(&env, &backends)?;
-    let mut notes = Vec::new();
+    let mut notes = env.skipped.clone();
     let mut proxies = Vec::new();
     for (i, &name) in env.knobs.proxies.iter().enumerate() {
         match start_proxy(&env, name, local(ports[2 + i]), &backends) {
@@ -251,8 +253,14 @@ fn prepare(knobs: Knobs, dir: &Path) -> Result<Env, String> {
     }
     let tools = procs::ensure_tools(&wanted, dir);
     let have = |n: &str| tools.iter().any(|(t, _)| t == n);
+    let mut skipped = Vec::new();
     for missing in wanted.iter().filter(|n| !have(n)) {
         eprintln!("e2e: {missing} is not installed and could not be installed");
+        if knobs.proxies.contains(missing) {
+            skipped.push(format!(
+                "{missing} skipped: not installed, apt-get could not install it"
+            ));
+        }
     }
     let wrk = procs::find_tool("wrk").ok_or("wrk is required")?;
     procs::find_tool("taskset").ok_or("taskset (util-linux) is required")?;
@@ -275,6 +283,7 @@ fn prepare(knobs: Knobs, dir: &Path) -> Result<Env, String> {
         cpus,
         tools,
         wrk,
+        skipped,
     })
 }
 
