@@ -148,7 +148,7 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// The group for a request with this path and (lower-cased, port-less) host.
+    /// The group for a request with this path and port-less host (any letter case).
     pub fn route(&self, path: &[u8], host: Option<&[u8]>) -> GroupId {
         for route in &self.routes {
             if let Some(prefix) = &route.path_prefix
@@ -157,7 +157,7 @@ impl Listener {
                 continue;
             }
             if let Some(want) = &route.host
-                && host != Some(want.as_bytes())
+                && !host.is_some_and(|h| h.eq_ignore_ascii_case(want.as_bytes()))
             {
                 continue;
             }

@@ -22,6 +22,8 @@ use crate::upstream::pool::LocalPool;
 /// Client connections open in the whole process (for `runtime.max_connections`).
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 
+/// Spare streaming buffers a worker keeps (about 80 KiB each).
+const SPARE_BUFFERS: usize = 256;
 /// How often idle pooled connections are checked for expiry.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Pause after an accept error (EMFILE and the like) so a full fd table does not spin.
@@ -42,6 +44,8 @@ pub struct Worker {
     current: Arc<ArcSwap<Snapshot>>,
     local: RefCell<Rc<LocalSnapshot>>,
     pub pool: RefCell<LocalPool>,
+    /// Spare streaming buffers, lent to a connection for the length of one request.
+    pub buffers: RefCell<Vec<Vec<u8>>>,
 }
 
 impl Worker {
@@ -53,6 +57,24 @@ impl Worker {
             current,
             local,
             pool: RefCell::new(LocalPool::default()),
+            buffers: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A streaming buffer of at least `capacity` bytes, reused when one is spare.
+    pub fn lend_buffer(&self, capacity: usize) -> Vec<u8> {
+        match self.buffers.borrow_mut().pop() {
+            Some(buf) if buf.capacity() >= capacity => buf,
+            _ => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Takes back a buffer from `lend_buffer`; beyond `SPARE_BUFFERS` it is freed.
+    pub fn return_buffer(&self, mut buf: Vec<u8>) {
+        let mut spare = self.buffers.borrow_mut();
+        if spare.len() < SPARE_BUFFERS && buf.capacity() > 0 {
+            buf.clear();
+            spare.push(buf);
         }
     }
 
@@ -72,12 +94,9 @@ fn local_snapshot(snap: Arc<Snapshot>, worker: usize) -> LocalSnapshot {
     let cursors = snap
         .groups
         .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            // Different seeds keep workers from picking in lockstep.
-            let seed = 0x9e37_79b9_7f4a_7c15u64 ^ ((worker as u64) << 32) ^ i as u64;
-            RefCell::new(LocalCursor::new(&g.peers, seed))
-        })
+        // The worker index as seed: worker 0 starts where nginx would, the others further
+        // along, so workers do not send their first requests to the same server.
+        .map(|g| RefCell::new(LocalCursor::new(&g.peers, worker as u64)))
         .collect();
     LocalSnapshot { snap, cursors }
 }

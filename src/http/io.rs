@@ -11,8 +11,11 @@ use std::time::Duration;
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
-/// Smallest free space offered to a read; also the initial capacity of a buffer.
+/// Smallest free space offered to a read of a head or a request body.
 pub const READ_CHUNK: usize = 16 * 1024;
+/// What an idle client connection keeps for its next head (nginx's
+/// `client_header_buffer_size` is 1k): thousands of idle keep-alive clients stay cheap.
+pub const IDLE_CHUNK: usize = 4 * 1024;
 /// Read size while streaming bodies: large reads mean fewer syscalls for big transfers.
 pub const STREAM_CHUNK: usize = 64 * 1024;
 
@@ -24,9 +27,25 @@ pub struct Inbound {
 
 impl Inbound {
     pub fn new() -> Inbound {
-        Inbound {
-            buf: Vec::with_capacity(READ_CHUNK),
-            pos: 0,
+        Inbound::from_vec(Vec::with_capacity(IDLE_CHUNK))
+    }
+
+    /// An empty inbound reading into `buf` (its contents are discarded).
+    pub fn from_vec(mut buf: Vec<u8>) -> Inbound {
+        buf.clear();
+        Inbound { buf, pos: 0 }
+    }
+
+    /// Gives the buffer back (for reuse elsewhere), leaving this one empty.
+    pub fn take_vec(&mut self) -> Vec<u8> {
+        self.pos = 0;
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Shrinks an empty buffer that grew for a body back to the idle size.
+    pub fn shrink_idle(&mut self) {
+        if self.is_empty() && self.buf.capacity() > READ_CHUNK {
+            self.buf = Vec::with_capacity(IDLE_CHUNK);
         }
     }
 

@@ -12,7 +12,7 @@ use monoio::net::TcpStream;
 
 use crate::http::attempt::{self, Outcome};
 use crate::http::head::{HeadLimits, RequestBody, RequestHead, parse_request};
-use crate::http::io::{Inbound, READ_CHUNK, write_all};
+use crate::http::io::{Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::error_response;
 use crate::http::stream::{ClientBodyError, RequestBodyState, relay};
 use crate::http::vars::RequestVars;
@@ -27,9 +27,9 @@ pub struct Downstream {
     pub inbound: Inbound,
     /// A copy of the current request head (`RequestHead` ranges point into it).
     pub head_buf: Vec<u8>,
-    /// Bytes from the server of the current attempt.
+    /// Bytes from the server of the current attempt (a worker buffer lent per request).
     pub up_in: Inbound,
-    /// Outgoing heads and bodies.
+    /// Outgoing heads and bodies (a worker buffer lent per request).
     pub out: Vec<u8>,
     /// The rendered hash key of the current request.
     pub key: Vec<u8>,
@@ -50,8 +50,8 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, lis
         peer,
         inbound: Inbound::new(),
         head_buf: Vec::new(),
-        up_in: Inbound::new(),
-        out: Vec::with_capacity(READ_CHUNK),
+        up_in: Inbound::from_vec(Vec::new()),
+        out: Vec::new(),
         key: Vec::new(),
     };
     let mut served = 0u32;
@@ -69,7 +69,13 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, lis
             }
         };
         served += 1;
-        match handle(worker, &local, spec, &mut conn, head, served).await {
+        conn.up_in = Inbound::from_vec(worker.lend_buffer(STREAM_CHUNK));
+        conn.out = worker.lend_buffer(STREAM_CHUNK);
+        let after = handle(worker, &local, spec, &mut conn, head, served).await;
+        worker.return_buffer(conn.up_in.take_vec());
+        worker.return_buffer(std::mem::take(&mut conn.out));
+        conn.inbound.shrink_idle();
+        match after {
             After::KeepAlive => {}
             After::Close => return,
             After::Upgrade(upstream, idle) => {
