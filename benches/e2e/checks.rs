@@ -1,0 +1,303 @@
+//! Self-checks of the harness's pure parts (wrk and /proc parsing, medians, configs, the
+//! table), run when the binary is started without `--bench`, e.g. by
+//! `cargo test --bench e2e`: a bench target with `harness = false` has no #[test] runner.
+
+use crate::cgroup::{Hierarchy, cgroup_path};
+use crate::measure::{WrkReport, median, parse_duration_us, parse_wrk, stat_cpu_ticks, stat_ppid};
+use crate::report::{Cell, Sample, size_name, table, timestamp};
+use crate::{configs, parse_proxies, parse_sizes, procs};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+
+type Check = (&'static str, fn() -> Result<(), String>);
+
+const CHECKS: [Check; 12] = [
+    (
+        "wrk_report_gives_rate_latencies_and_errors",
+        wrk_report_gives_rate_latencies_and_errors,
+    ),
+    (
+        "wrk_report_without_latency_is_rejected",
+        wrk_report_without_latency_is_rejected,
+    ),
+    (
+        "wrk_durations_convert_to_microseconds",
+        wrk_durations_convert_to_microseconds,
+    ),
+    (
+        "proc_stat_fields_counted_after_last_paren",
+        proc_stat_fields_counted_after_last_paren,
+    ),
+    (
+        "median_of_even_count_is_mean_of_middle",
+        median_of_even_count_is_mean_of_middle,
+    ),
+    (
+        "cgroup_path_picks_v2_and_v1_lines",
+        cgroup_path_picks_v2_and_v1_lines,
+    ),
+    (
+        "timestamp_is_utc_calendar_time",
+        timestamp_is_utc_calendar_time,
+    ),
+    (
+        "sizes_and_proxies_knobs_parse",
+        sizes_and_proxies_knobs_parse,
+    ),
+    (
+        "configs_carry_the_settings_made_alike",
+        configs_carry_the_settings_made_alike,
+    ),
+    (
+        "table_shows_ratios_to_nginx_and_haproxy",
+        table_shows_ratios_to_nginx_and_haproxy,
+    ),
+    (
+        "response_parse_splits_status_and_body",
+        response_parse_splits_status_and_body,
+    ),
+    ("size_names_are_binary_units", size_names_are_binary_units),
+];
+
+/// Runs every check and prints the closing line test runners print.
+pub fn run() -> ExitCode {
+    let mut failed = 0;
+    for (name, check) in CHECKS {
+        match check() {
+            Ok(()) => println!("check {name} ... ok"),
+            Err(e) => {
+                failed += 1;
+                println!("check {name} ... FAILED: {e}");
+            }
+        }
+    }
+    println!(
+        "e2e self-checks: {} passed, {failed} failed",
+        CHECKS.len() - failed
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn ensure(ok: bool, what: impl FnOnce() -> String) -> Result<(), String> {
+    if ok { Ok(()) } else { Err(what()) }
+}
+
+const WRK_OUT: &str = "Running 5s test @ http://127.0.0.1:8080/size/16
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   621.53us  101.22us   3.12ms   90.11%
+    Req/Sec    79.12k     2.31k   83.40k    72.00%
+  Latency Distribution
+     50%  605.00us
+     75%  650.00us
+     90%  700.00us
+     99%    1.05ms
+  393620 requests in 5.00s, 55.18MB read
+  Non-2xx or 3xx responses: 3
+  Socket errors: connect 0, read 2, write 0, timeout 1
+Requests/sec:  78720.55
+Transfer/sec:     11.04MB
+";
+
+fn wrk_report_gives_rate_latencies_and_errors() -> Result<(), String> {
+    let r = parse_wrk(WRK_OUT)?;
+    let want = WrkReport {
+        requests: 393_620,
+        rps: 78_720.55,
+        p50_us: 605.0,
+        p99_us: 1050.0,
+        errors: 6,
+    };
+    ensure(r == want, || format!("{r:?}"))
+}
+
+fn wrk_report_without_latency_is_rejected() -> Result<(), String> {
+    let without: String = WRK_OUT
+        .lines()
+        .filter(|l| !l.contains("99%"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    ensure(parse_wrk(&without).is_err(), || {
+        "accepted output without p99".into()
+    })
+}
+
+fn wrk_durations_convert_to_microseconds() -> Result<(), String> {
+    let cases = [
+        ("812.00us", 812.0),
+        ("1.50ms", 1500.0),
+        ("2.00s", 2e6),
+        ("1.00m", 60e6),
+    ];
+    for (text, us) in cases {
+        let got = parse_duration_us(text);
+        ensure(got == Some(us), || format!("{text} -> {got:?}"))?;
+    }
+    ensure(parse_duration_us("12").is_none(), || {
+        "unitless accepted".into()
+    })
+}
+
+fn proc_stat_fields_counted_after_last_paren() -> Result<(), String> {
+    // comm "nginx: a) (b" contains both parentheses and spaces.
+    let stat = "42 (nginx: a) (b) S 7 42 42 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 1 0 5 0";
+    ensure(stat_cpu_ticks(stat) == Some(281), || {
+        format!("{:?}", stat_cpu_ticks(stat))
+    })?;
+    ensure(stat_ppid(stat) == Some(7), || {
+        format!("{:?}", stat_ppid(stat))
+    })
+}
+
+fn median_of_even_count_is_mean_of_middle() -> Result<(), String> {
+    ensure(median(&[4.0, 1.0, 3.0, 2.0]) == 2.5, || "even".into())?;
+    ensure(median(&[9.0, 1.0, 5.0]) == 5.0, || "odd".into())?;
+    ensure(median(&[]).is_nan(), || "empty".into())
+}
+
+fn cgroup_path_picks_v2_and_v1_lines() -> Result<(), String> {
+    let text = "4:memory:/a\n2:cpu,cpuacct:/bench\n1:cpuset:/c\n0::/user.slice\n";
+    let v2 = Hierarchy::V2 {
+        root: "/sys/fs/cgroup".into(),
+    };
+    let v1 = Hierarchy::V1 {
+        root: "/sys/fs/cgroup/cpu".into(),
+    };
+    ensure(cgroup_path(&v2, text) == Some("/user.slice"), || {
+        "v2".into()
+    })?;
+    ensure(cgroup_path(&v1, text) == Some("/bench"), || {
+        "v1 (cpu,cpuacct)".into()
+    })?;
+    ensure(cgroup_path(&v1, "1:cpuset:/c\n").is_none(), || {
+        "cpuset is not cpu".into()
+    })
+}
+
+fn timestamp_is_utc_calendar_time() -> Result<(), String> {
+    // 2024-02-29 13:05:09 UTC: a leap day.
+    let got = timestamp(1_709_211_909);
+    ensure(got == "20240229-130509", || got.clone())?;
+    ensure(timestamp(0) == "19700101-000000", || timestamp(0))
+}
+
+fn sizes_and_proxies_knobs_parse() -> Result<(), String> {
+    ensure(
+        parse_sizes("16, 4k,64K,1m")? == [16, 4096, 65536, 1 << 20],
+        || "sizes".into(),
+    )?;
+    ensure(parse_sizes("4x").is_err(), || "bad size accepted".into())?;
+    ensure(
+        parse_proxies("haproxy,nginx")? == ["nginx", "haproxy"],
+        || "subset order".into(),
+    )?;
+    ensure(parse_proxies("")?.len() == 3, || "empty = all".into())?;
+    ensure(parse_proxies("envoy").is_err(), || {
+        "unknown proxy accepted".into()
+    })
+}
+
+fn configs_carry_the_settings_made_alike() -> Result<(), String> {
+    let listen: SocketAddr = ([127, 0, 0, 1], 9000).into();
+    let backends: [SocketAddr; 2] = [([127, 0, 0, 1], 9001).into(), ([127, 0, 0, 1], 9002).into()];
+    let dir = Path::new("/tmp/x");
+    let nginx = configs::nginx(listen, &backends, dir);
+    let haproxy = configs::haproxy(listen, &backends);
+    let ringway = configs::ringway(listen, &backends, dir);
+    let wanted: [(&str, &str); 12] = [
+        (&nginx, "worker_processes 1;"),
+        (&nginx, "keepalive 64;"),
+        (&nginx, "proxy_http_version 1.1;"),
+        (&nginx, "proxy_set_header Connection \"\";"),
+        (&nginx, "access_log off;"),
+        (&nginx, "pid /tmp/x/nginx.pid;"),
+        (&haproxy, "nbthread 1"),
+        (&haproxy, "http-reuse always"),
+        (&haproxy, "server s2 127.0.0.1:9002"),
+        (&ringway, "workers = 1"),
+        (&ringway, "access_log = \"off\""),
+        (&ringway, "keepalive = 64"),
+    ];
+    for (text, line) in wanted {
+        ensure(text.contains(line), || {
+            format!("missing {line:?} in:\n{text}")
+        })?;
+    }
+    ensure(!haproxy.contains("log "), || "haproxy config logs".into())?;
+    toml_keys_are_known(&ringway)
+}
+
+/// The ringway config must parse as TOML and only use keys SPEC names.
+fn toml_keys_are_known(text: &str) -> Result<(), String> {
+    let value: toml::Table = text.parse().map_err(|e| format!("ringway config: {e}"))?;
+    let sections: Vec<&String> = value.keys().collect();
+    ensure(
+        sections
+            .iter()
+            .all(|k| ["runtime", "log", "listener", "upstreams"].contains(&k.as_str())),
+        || format!("sections {sections:?}"),
+    )
+}
+
+fn sample(rps: f64, cpu: f64) -> Sample {
+    let wrk = WrkReport {
+        requests: 1000,
+        rps,
+        p50_us: 500.0,
+        p99_us: 2000.0,
+        errors: 0,
+    };
+    Sample {
+        wrk,
+        cpu_us_per_req: cpu,
+    }
+}
+
+fn table_shows_ratios_to_nginx_and_haproxy() -> Result<(), String> {
+    let cell = |proxy, rps, cpu| Cell {
+        proxy,
+        size: 16,
+        samples: vec![sample(rps, cpu)],
+        failure: None,
+    };
+    let cells = [
+        cell("ringway", 300.0, 5.0),
+        cell("nginx", 150.0, 10.0),
+        cell("haproxy", 100.0, 20.0),
+    ];
+    let text = table("t", &cells, &[16], &["ringway", "nginx", "haproxy"]);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| ringway"))
+        .ok_or("no ringway row")?;
+    let want = "| ringway | 16 B | 300 | 500 µs | 2.00 ms | 5.0 | 0 | 2.00 | 3.00 | 0.50 | 0.25 |";
+    ensure(row == want, || format!("got {row}"))
+}
+
+fn response_parse_splits_status_and_body() -> Result<(), String> {
+    let (status, body) = procs::parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")?;
+    ensure(status == 200 && body == b"hi", || {
+        format!("{status} {body:?}")
+    })?;
+    ensure(
+        procs::parse_response(b"HTTP/1.1 200 OK\r\n").is_err(),
+        || "partial head".into(),
+    )
+}
+
+fn size_names_are_binary_units() -> Result<(), String> {
+    let got = [
+        size_name(16),
+        size_name(4096),
+        size_name(65536),
+        size_name(1000),
+    ];
+    ensure(got == ["16 B", "4 KiB", "64 KiB", "1000 B"], || {
+        format!("{got:?}")
+    })
+}

@@ -1,0 +1,164 @@
+//! The markdown tables: medians over rounds per (proxy, size), with ratios to nginx and
+//! HAProxy, and the results file under benches/results/.
+
+use crate::measure::{WrkReport, median};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// One wrk run against one proxy.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub wrk: WrkReport,
+    /// CPU seconds the proxy's processes used during the run, per request, in µs.
+    pub cpu_us_per_req: f64,
+}
+
+/// All runs of one proxy at one size, in one pass.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub proxy: &'static str,
+    pub size: u64,
+    pub samples: Vec<Sample>,
+    /// Why runs are missing (the proxy died, wrk failed), if they are.
+    pub failure: Option<String>,
+}
+
+/// Medians of a [`Cell`]'s samples.
+struct Summary {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    cpu: f64,
+    errors: u64,
+}
+
+impl Cell {
+    fn summary(&self) -> Option<Summary> {
+        if self.samples.is_empty() {
+            return None;
+        }
+        let pick = |f: fn(&Sample) -> f64| median(&self.samples.iter().map(f).collect::<Vec<_>>());
+        Some(Summary {
+            rps: pick(|s| s.wrk.rps),
+            p50_us: pick(|s| s.wrk.p50_us),
+            p99_us: pick(|s| s.wrk.p99_us),
+            cpu: pick(|s| s.cpu_us_per_req),
+            errors: self.samples.iter().map(|s| s.wrk.errors).sum(),
+        })
+    }
+}
+
+/// One pass's table: a row per proxy and size, in the order of `sizes` then `proxies`.
+pub fn table(title: &str, cells: &[Cell], sizes: &[u64], proxies: &[&str]) -> String {
+    let mut out = format!("### {title}\n\n");
+    out.push_str(
+        "| proxy | size | req/s | p50 | p99 | CPU µs/req | errors \
+         | req/s ÷ nginx | req/s ÷ HAProxy | CPU ÷ nginx | CPU ÷ HAProxy |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    let find = |proxy: &str, size: u64| {
+        cells
+            .iter()
+            .find(|c| c.proxy == proxy && c.size == size)
+            .and_then(Cell::summary)
+    };
+    for &size in sizes {
+        let nginx = find("nginx", size);
+        let haproxy = find("haproxy", size);
+        for &proxy in proxies {
+            let Some(cell) = cells.iter().find(|c| c.proxy == proxy && c.size == size) else {
+                continue;
+            };
+            let Some(s) = cell.summary() else {
+                let why = cell.failure.as_deref().unwrap_or("no runs");
+                let _ = writeln!(
+                    out,
+                    "| {proxy} | {} | failed: {why} ||||||||||",
+                    size_name(size)
+                );
+                continue;
+            };
+            let ratio = |reference: &Option<Summary>, f: fn(&Summary) -> f64| match reference {
+                Some(r) if f(r) > 0.0 => format!("{:.2}", f(&s) / f(r)),
+                _ => "–".to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "| {proxy} | {} | {:.0} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+                size_name(size),
+                s.rps,
+                latency(s.p50_us),
+                latency(s.p99_us),
+                s.cpu,
+                s.errors,
+                ratio(&nginx, |x| x.rps),
+                ratio(&haproxy, |x| x.rps),
+                ratio(&nginx, |x| x.cpu),
+                ratio(&haproxy, |x| x.cpu),
+            );
+        }
+    }
+    out
+}
+
+/// "16 B", "4 KiB", "64 KiB".
+pub fn size_name(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} B"),
+    }
+}
+
+/// Latency with the unit wrk would pick.
+pub fn latency(us: f64) -> String {
+    if us >= 1e6 {
+        format!("{:.2} s", us / 1e6)
+    } else if us >= 1e3 {
+        format!("{:.2} ms", us / 1e3)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+/// UTC "YYYYMMDD-HHMMSS" for the results file name (no date crate needed).
+pub fn timestamp(unix_secs: u64) -> String {
+    let days = (unix_secs / 86_400) as i64;
+    let rem = unix_secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 → (year, month, day), Howard Hinnant's algorithm.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Writes `text` to benches/results/e2e-<timestamp>.md and returns the path.
+pub fn write_results(text: &str) -> Result<PathBuf, String> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join("results");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let path = dir.join(format!("e2e-{}.md", timestamp(now)));
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
