@@ -147,7 +147,9 @@ fn get_answered_502_is_retried_on_the_next_server(driver: &str) {
         server(bad.addr(), "max_fails = 0"),
         server(good.addr(), "max_fails = 0"),
     ];
-    let p = Proxy::start(driver, &config("", "balance = \"round_robin\"", &servers));
+    let upstream =
+        "balance = \"round_robin\"\nnext_upstream = [\"error\", \"timeout\", \"http_502\"]";
+    let p = Proxy::start(driver, &config("", upstream, &servers));
     for _ in 0..4 {
         assert_eq!(get_ok(&p, "/").text(), "good");
     }
@@ -170,7 +172,9 @@ fn post_answered_502_is_not_retried_by_default(driver: &str) {
         server(bad.addr(), "max_fails = 0"),
         server(good.addr(), "max_fails = 0"),
     ];
-    let p = Proxy::start(driver, &config("", "balance = \"round_robin\"", &servers));
+    let upstream =
+        "balance = \"round_robin\"\nnext_upstream = [\"error\", \"timeout\", \"http_502\"]";
+    let p = Proxy::start(driver, &config("", upstream, &servers));
     let statuses: Vec<u16> = (0..2).map(|_| post(&p).status).collect();
     let mut sorted = statuses.clone();
     sorted.sort();
@@ -189,7 +193,8 @@ fn post_is_retried_when_retry_non_idempotent_is_set(driver: &str) {
         server(bad.addr(), "max_fails = 0"),
         server(good.addr(), "max_fails = 0"),
     ];
-    let upstream = "balance = \"round_robin\"\nretry_non_idempotent = true";
+    let upstream = "balance = \"round_robin\"\nretry_non_idempotent = true\n\
+                    next_upstream = [\"error\", \"timeout\", \"http_502\"]";
     let p = Proxy::start(driver, &config("", upstream, &servers));
     for _ in 0..2 {
         assert_eq!(post(&p).status, 200);
