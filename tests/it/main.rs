@@ -13,3 +13,4 @@ mod headers;
 mod pool;
 mod routes;
 mod timeouts;
+mod tools;
