@@ -185,12 +185,17 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        // Whether the proxy was still alive when the test ended tells a crash from a bug.
+        let state = match self.wait_exit(Duration::ZERO) {
+            Some(status) => format!("ringway had already exited ({status})"),
+            None => {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                "ringway was still running (killed)".to_string()
+            }
+        };
         if std::thread::panicking() && !self.described {
-            eprintln!("{}", self.describe());
+            eprintln!("{state}\n{}", self.describe());
         }
     }
 }
