@@ -353,3 +353,25 @@ fn banner_shows_curl_ab_and_wrk() {
         assert!(banner.contains(want), "{want} missing from\n{banner}");
     }
 }
+
+#[test]
+fn demo_config_is_valid_and_fronts_the_three_backends_with_least_conn() {
+    let snapshot = crate::config::load_str(DEMO_CONFIG, Path::new("<demo>"), 1)
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(snapshot.listeners.len(), 1);
+    let listener = &snapshot.listeners[0];
+    assert_eq!(listener.bind.to_string(), DEMO_PROXY);
+    let group = &snapshot.groups[listener.group];
+    assert_eq!(group.peers.policy(), crate::balance::Policy::LeastConn);
+    let ports: Vec<u16> = group
+        .peers
+        .servers()
+        .iter()
+        .map(|s| s.addr.port())
+        .collect();
+    assert_eq!(ports, DEMO_BACKEND_PORTS);
+    assert!(
+        snapshot.runtime.pid_file.is_none(),
+        "the demo must not need /run"
+    );
+}

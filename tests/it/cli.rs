@@ -7,8 +7,6 @@ use std::time::Duration;
 use crate::support::proxy::TempDir;
 use crate::support::*;
 
-const RUN: Duration = Duration::from_secs(10);
-
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -28,7 +26,7 @@ fn check_accepts_every_example_config() {
     );
     for example in examples {
         let path = example.to_string_lossy();
-        let out = Proxy::run_raw(&["-t", "-c", &path], RUN);
+        let out = Proxy::spawn_raw(&["-t", "-c", &path]);
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(out.status.success(), "{path}: {}\n{all}", out.status);
         assert!(all.contains("configuration ok"), "{path}:\n{all}");
@@ -42,7 +40,7 @@ fn check_reports_file_line_and_key_of_a_broken_config() {
                   [upstreams.u]\nservers = [{ addr = \"127.0.0.1:2\" }]\nbogus_setting = 7\n";
     let file = dir.write("broken.toml", broken);
     let path = file.to_string_lossy();
-    let out = Proxy::run_raw(&["-t", "-c", &path], RUN);
+    let out = Proxy::spawn_raw(&["-t", "-c", &path]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("{path}:7")), "no {path}:7 in:\n{err}");
@@ -60,7 +58,7 @@ fn check_reports_a_bad_value_with_its_key_path() {
                   [upstreams.u]\nservers = [\n  { addr = \"127.0.0.1:2\" },\n  { addr = \"127.0.0.1:3\", weight = \"heavy\" },\n]\n";
     let file = dir.write("broken.toml", broken);
     let path = file.to_string_lossy();
-    let out = Proxy::run_raw(&["-t", "-c", &path], RUN);
+    let out = Proxy::spawn_raw(&["-t", "-c", &path]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains(&format!("{path}:9")), "no {path}:9 in:\n{err}");
@@ -69,7 +67,7 @@ fn check_reports_a_bad_value_with_its_key_path() {
 
 #[test]
 fn check_of_a_missing_file_fails() {
-    let out = Proxy::run_raw(&["-t", "-c", "/nonexistent/ringway.toml"], RUN);
+    let out = Proxy::spawn_raw(&["-t", "-c", "/nonexistent/ringway.toml"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stderr).contains("/nonexistent/ringway.toml"),
@@ -80,7 +78,7 @@ fn check_of_a_missing_file_fails() {
 
 #[test]
 fn version_prints_the_crate_version() {
-    let out = Proxy::run_raw(&["--version"], RUN);
+    let out = Proxy::spawn_raw(&["--version"]);
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     assert!(
@@ -91,7 +89,7 @@ fn version_prints_the_crate_version() {
 
 #[test]
 fn help_lists_the_main_options() {
-    let out = Proxy::run_raw(&["--help"], RUN);
+    let out = Proxy::spawn_raw(&["--help"]);
     assert!(out.status.success());
     let stdout = text(&out.stdout);
     for want in ["--config", "-t", "-s", "demo"] {
@@ -131,7 +129,7 @@ fn signal_stop_through_the_pid_file_stops_the_proxy(driver: &str) {
     let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
     assert_eq!(pid.trim(), p.pid().to_string());
     let config = p.config.to_string_lossy().into_owned();
-    let out = Proxy::run_raw(&["-s", "stop", "-c", &config], RUN);
+    let out = Proxy::spawn_raw(&["-s", "stop", "-c", &config]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let status = p
         .wait_exit(Duration::from_secs(2))

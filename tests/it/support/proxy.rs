@@ -177,9 +177,10 @@ impl Proxy {
         )
     }
 
-    /// Runs the binary with `args` to completion (bounded by `within`, then killed).
-    pub fn run_raw(args: &[&str], within: Duration) -> Output {
-        run_command(Command::new(binary()).args(args), within)
+    /// Runs the binary with `args` (`-t -c FILE`, `--version`, ...) to completion, with
+    /// stdout and stderr captured; killed (and the test failed) after 10 s.
+    pub fn spawn_raw(args: &[&str]) -> Output {
+        run_command(Command::new(binary()).args(args), Duration::from_secs(10))
     }
 }
 
