@@ -172,6 +172,8 @@ type Handler = dyn Fn(&Request, &mut Conn) + Send + Sync;
 struct Shared {
     handler: Box<Handler>,
     log: Mutex<Vec<Request>>,
+    /// Request heads parsed so far (counted before the body is read).
+    heads: AtomicUsize,
     /// Connections accepted so far.
     accepted: AtomicUsize,
     /// Connections being served right now.
@@ -200,6 +202,7 @@ impl Backend {
         let shared = Arc::new(Shared {
             handler: Box::new(handler),
             log: Mutex::new(Vec::new()),
+            heads: AtomicUsize::new(0),
             accepted: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
             streams: Mutex::new(Vec::new()),
@@ -241,6 +244,11 @@ impl Backend {
 
     pub fn request_count(&self) -> usize {
         lock(&self.shared.log).len()
+    }
+
+    /// Request heads seen so far, bodies complete or not (shows a body is streamed).
+    pub fn heads(&self) -> usize {
+        self.shared.heads.load(Ordering::SeqCst)
     }
 
     /// Connections accepted so far.
@@ -320,6 +328,7 @@ fn serve(stream: TcpStream, number: usize, shared: &Shared) {
     };
     let mut seq = 0;
     while let Some(mut req) = read_request(&mut conn, peer, number, seq) {
+        shared.heads.fetch_add(1, Ordering::SeqCst);
         seq += 1;
         if req
             .header("expect")
