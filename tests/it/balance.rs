@@ -43,10 +43,9 @@ fn weights_3_2_split_100_requests_exactly_60_40(driver: &str) {
         server(b.addr(), "weight = 2"),
     ];
     let p = Proxy::start(driver, &config("", "balance = \"round_robin\"", &servers));
-    let mut c = Client::connect(p.addr);
-    for _ in 0..100 {
-        assert_eq!(c.request("GET / HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
-    }
+    let responses =
+        Client::connect(p.addr).request_many(&["GET / HTTP/1.1\r\nHost: t\r\n\r\n"; 100]);
+    assert!(responses.iter().all(|r| r.status == 200));
     assert_eq!((a.request_count(), b.request_count()), (60, 40));
 }
 both_drivers!(weights_3_2_split_100_requests_exactly_60_40);

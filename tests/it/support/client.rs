@@ -147,6 +147,21 @@ impl Client {
         self.read_response()
     }
 
+    /// Sends each request after the previous response arrived, on this one connection.
+    pub fn request_many<R: AsRef<[u8]>>(&mut self, raws: &[R]) -> Vec<Response> {
+        raws.iter().map(|raw| self.request(raw)).collect()
+    }
+
+    /// Sends every request in one write (pipelining), then reads as many responses.
+    pub fn pipeline<R: AsRef<[u8]>>(&mut self, raws: &[R]) -> Vec<Response> {
+        let all: Vec<u8> = raws
+            .iter()
+            .flat_map(|raw| raw.as_ref().iter().copied())
+            .collect();
+        self.send(all);
+        raws.iter().map(|_| self.read_response()).collect()
+    }
+
     /// Reads one whole response; panics (with what arrived) on timeout, close or bad syntax.
     pub fn read_response(&mut self) -> Response {
         self.try_read_response().unwrap_or_else(|e| panic!("{e}"))
