@@ -135,5 +135,22 @@ fn signal_stop_through_the_pid_file_stops_the_proxy(driver: &str) {
         .wait_exit(Duration::from_secs(2))
         .expect("still running after -s stop");
     assert_eq!(status.code(), Some(0));
+    assert!(!pid_file.exists(), "pid file left behind after a clean stop");
 }
 both_drivers!(signal_stop_through_the_pid_file_stops_the_proxy);
+
+fn sighup_and_sigusr1_keep_the_proxy_serving(driver: &str) {
+    let b = Backend::named("a");
+    let mut p = Proxy::start(driver, &single(b.addr()));
+    let mut c = Client::connect(p.addr);
+    assert_eq!(c.request("GET / HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+    for sig in [libc::SIGHUP, libc::SIGUSR1] {
+        p.signal(sig);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(p.is_running(), "signal {sig} stopped the proxy");
+        // Both the open keep-alive connection and new ones still work.
+        assert_eq!(c.request("GET / HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+        assert_eq!(get(p.addr, "/").status, 200);
+    }
+}
+both_drivers!(sighup_and_sigusr1_keep_the_proxy_serving);
