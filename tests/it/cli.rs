@@ -135,7 +135,10 @@ fn signal_stop_through_the_pid_file_stops_the_proxy(driver: &str) {
         .wait_exit(Duration::from_secs(2))
         .expect("still running after -s stop");
     assert_eq!(status.code(), Some(0));
-    assert!(!pid_file.exists(), "pid file left behind after a clean stop");
+    assert!(
+        !pid_file.exists(),
+        "pid file left behind after a clean stop"
+    );
 }
 both_drivers!(signal_stop_through_the_pid_file_stops_the_proxy);
 
