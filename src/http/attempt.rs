@@ -21,7 +21,7 @@ use crate::http::io::STREAM_CHUNK;
 use crate::http::proxy::{Downstream, client_body_status};
 use crate::http::rewrite::{DownFraming, ResponseHeadOut, request_head, response_head};
 use crate::http::stream::{
-    CopyEnd, CopyError, RequestBodyState, StreamError, UpFraming, copy_response,
+    CopyEnd, CopyError, CopyTimeouts, RequestBodyState, StreamError, UpFraming, copy_response,
 };
 use crate::http::vars::RequestVars;
 use crate::snapshot::{Group, GroupId, Listener};
@@ -153,9 +153,12 @@ pub async fn run(
         tried.insert(idx);
         tries_left = tries_left.saturating_sub(1);
         let more = tries_left > 0 && deadline.is_none_or(|d| Instant::now() < d);
-        peers.begin(idx);
-        let result = attempt(worker, spec, group, idx, conn, vars, body, keep_alive, more).await;
-        peers.end(idx);
+        let active = Active::begin(peers, idx);
+        let result = attempt(
+            worker, spec, group, &active, conn, vars, body, keep_alive, more,
+        )
+        .await;
+        active.end();
         let failure = match result {
             Ok(outcome) => {
                 peers.succeeded(idx);
@@ -182,6 +185,37 @@ pub async fn run(
     }
 }
 
+/// One request counted on a server (for `least_conn` and `max_conns`) from `begin` until
+/// `end` or drop, whichever comes first.
+struct Active<'a> {
+    peers: &'a crate::balance::Peers,
+    idx: usize,
+    open: std::cell::Cell<bool>,
+}
+
+impl<'a> Active<'a> {
+    fn begin(peers: &'a crate::balance::Peers, idx: usize) -> Active<'a> {
+        peers.begin(idx);
+        Active {
+            peers,
+            idx,
+            open: std::cell::Cell::new(true),
+        }
+    }
+
+    fn end(&self) {
+        if self.open.replace(false) {
+            self.peers.end(self.idx);
+        }
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.end();
+    }
+}
+
 fn render_key(group: &Group, vars: &RequestVars<'_>, key: &mut Vec<u8>) {
     key.clear();
     if let Some(template) = &group.hash_key {
@@ -195,14 +229,14 @@ async fn attempt(
     worker: &Rc<Worker>,
     spec: &Listener,
     group: &Group,
-    idx: usize,
+    active: &Active<'_>,
     conn: &mut Downstream,
     vars: &mut RequestVars<'_>,
     body: &mut RequestBodyState,
     keep_alive: bool,
     may_retry: bool,
 ) -> Result<Outcome, Failure> {
-    let addr = group.peers.servers()[idx].addr;
+    let addr = group.peers.servers()[active.idx].addr;
     vars.upstream = Some(addr);
     let mut fresh_only = false;
     loop {
@@ -242,7 +276,10 @@ async fn attempt(
             // Discarded unread: this connection's stream position is unknown, so it is dropped.
             return Err(Failure::Status(resp.status));
         }
-        return Ok(respond(worker, spec, group, up, conn, vars, resp, keep_alive).await);
+        return Ok(respond(
+            worker, spec, group, active, up, conn, vars, resp, keep_alive,
+        )
+        .await);
     }
 }
 
@@ -324,6 +361,7 @@ async fn respond(
     worker: &Rc<Worker>,
     spec: &Listener,
     group: &Group,
+    active: &Active<'_>,
     mut up: Pooled,
     conn: &mut Downstream,
     vars: &mut RequestVars<'_>,
@@ -384,6 +422,10 @@ async fn respond(
         }
         return Outcome::Upgraded(up.stream, group.read_timeout);
     }
+    let timeouts = CopyTimeouts {
+        read: group.read_timeout,
+        send: group.send_timeout,
+    };
     let (res, out, sent) = copy_response(
         &mut up.stream,
         &mut conn.up_in,
@@ -391,8 +433,8 @@ async fn respond(
         up_framing,
         down,
         out,
-        group.read_timeout,
-        group.send_timeout,
+        timeouts,
+        &|| active.end(),
     )
     .await;
     conn.out = out;

@@ -185,8 +185,18 @@ pub enum CopyError {
     Client(io::Error),
 }
 
+/// Deadlines of a response body copy.
+#[derive(Clone, Copy, Debug)]
+pub struct CopyTimeouts {
+    /// Longest gap between two reads from the server.
+    pub read: Duration,
+    /// Longest time one write to the client may take.
+    pub send: Duration,
+}
+
 /// Copies the response body from the server to the client as it arrives. `out` holds the
 /// client head already written into it (sent together with the first body bytes).
+/// `upstream_done` is called once the server has sent the whole body.
 pub async fn copy_response(
     upstream: &mut TcpStream,
     up_in: &mut Inbound,
@@ -194,9 +204,13 @@ pub async fn copy_response(
     mut framing: UpFraming,
     down: DownFraming,
     mut out: Vec<u8>,
-    read_timeout: Duration,
-    send_timeout: Duration,
+    timeouts: CopyTimeouts,
+    upstream_done: &dyn Fn(),
 ) -> (Result<CopyEnd, CopyError>, Vec<u8>, u64) {
+    let CopyTimeouts {
+        read: read_timeout,
+        send: send_timeout,
+    } = timeouts;
     let mut sent = 0u64;
     let mut data = Vec::new();
     loop {
@@ -209,6 +223,11 @@ pub async fn copy_response(
             Err(e) => return (Err(CopyError::Upstream(e)), out, sent),
         };
         sent += n as u64;
+        if done.is_some() {
+            // The server's part is over before the client has the last bytes: a request
+            // that follows at once must not see this server as still busy.
+            upstream_done();
+        }
         let written = if direct {
             up_in.forward(client, n, send_timeout).await
         } else {
@@ -223,6 +242,7 @@ pub async fn copy_response(
         }
         match up_in.fill(upstream, STREAM_CHUNK, read_timeout).await {
             Ok(0) if matches!(framing, UpFraming::Eof) => {
+                upstream_done();
                 if down == DownFraming::Chunked {
                     out.extend_from_slice(LAST_CHUNK);
                     if let Err(e) = flush(client, &mut out, send_timeout).await {
