@@ -133,6 +133,51 @@ impl Inbound {
         }
     }
 
+    /// Writes `head` and then the first `n` pending bytes in one gathered write (no copy of
+    /// the body bytes), consumes them, and gives `head` back emptied.
+    pub async fn forward_after<S: AsyncWriteRent>(
+        &mut self,
+        stream: &mut S,
+        head: Vec<u8>,
+        n: usize,
+        timeout: Duration,
+    ) -> (io::Result<()>, Vec<u8>) {
+        let gather = Gather::new(head, std::mem::take(&mut self.buf), self.pos, n);
+        let total = gather.len();
+        let (result, gather) = match monoio::time::timeout(timeout, stream.writev(gather)).await {
+            Ok(done) => done,
+            Err(_) => {
+                self.pos = 0;
+                let e = io::Error::new(io::ErrorKind::TimedOut, "write timed out");
+                return (Err(e), Vec::new());
+            }
+        };
+        let (mut head, body) = gather.into_parts();
+        self.buf = body;
+        let written = match result {
+            Ok(w) => w,
+            Err(e) => return (Err(e), head),
+        };
+        // A short write: finish the head, then the body, the plain way.
+        let head_len = head.len();
+        if written < head_len {
+            let rest = head.split_off(written);
+            let (res, _) = write_all(stream, rest, timeout).await;
+            if let Err(e) = res {
+                return (Err(e), head);
+            }
+        }
+        let body_done = written.saturating_sub(head_len).min(n);
+        self.consume(body_done);
+        head.clear();
+        if written < total {
+            if let Err(e) = self.forward(stream, n - body_done, timeout).await {
+                return (Err(e), head);
+            }
+        }
+        (Ok(()), head)
+    }
+
     /// Drops everything (used when the stream this buffer belongs to is abandoned).
     pub fn reset(&mut self) {
         self.buf.clear();
@@ -143,6 +188,52 @@ impl Inbound {
 impl Default for Inbound {
     fn default() -> Self {
         Inbound::new()
+    }
+}
+
+/// A head and a slice of a body, written with one `writev`. It owns both buffers while the
+/// kernel may read them (io_uring), and its iovecs live on the heap so moving it is safe.
+struct Gather {
+    iov: Box<[libc::iovec; 2]>,
+    head: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl Gather {
+    fn new(head: Vec<u8>, body: Vec<u8>, start: usize, n: usize) -> Gather {
+        let body_slice = &body[start..start + n];
+        let iov = Box::new([
+            libc::iovec {
+                iov_base: head.as_ptr() as *mut _,
+                iov_len: head.len(),
+            },
+            libc::iovec {
+                iov_base: body_slice.as_ptr() as *mut _,
+                iov_len: n,
+            },
+        ]);
+        Gather { iov, head, body }
+    }
+
+    fn len(&self) -> usize {
+        self.iov[0].iov_len + self.iov[1].iov_len
+    }
+
+    fn into_parts(self) -> (Vec<u8>, Vec<u8>) {
+        (self.head, self.body)
+    }
+}
+
+// SAFETY: the iovecs point into `head` and `body`, heap buffers owned by the Gather and
+// never touched while it exists; the iovec array itself is boxed, so it does not move
+// when the Gather does.
+unsafe impl monoio::buf::IoVecBuf for Gather {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iov.as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        2
     }
 }
 
@@ -164,6 +255,7 @@ pub async fn write_all<S: AsyncWriteRent>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use monoio::io::AsyncWriteRent;
     use monoio::net::TcpStream;
     use std::io::Write;
 
@@ -191,6 +283,42 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0, "end of stream");
         assert_eq!(inbound.pending(), b"world");
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn forward_after_sends_head_then_body_even_across_short_writes() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Big enough that the socket buffer forces partial writes.
+        let body: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let expect_len = 5 + body.len();
+        let reader = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            got
+        });
+        let mut out = TcpStream::connect_addr(addr).await.unwrap();
+        let mut inbound = Inbound::from_vec(Vec::with_capacity(body.len() + 3));
+        // Simulate bytes already read: three to skip, then the body.
+        inbound.buf.extend_from_slice(b"xyz");
+        inbound.buf.extend_from_slice(&body);
+        inbound.consume(3);
+        let n = inbound.pending().len();
+        let (res, head) = inbound
+            .forward_after(&mut out, b"HEAD\n".to_vec(), n, Duration::from_secs(10))
+            .await;
+        res.unwrap();
+        assert!(head.is_empty());
+        assert!(inbound.is_empty());
+        // With io_uring a dropped socket closes only when the ring next submits, so end
+        // the stream explicitly before blocking on the reader.
+        out.shutdown().await.unwrap();
+        let got = reader.join().unwrap();
+        assert_eq!(got.len(), expect_len);
+        assert_eq!(&got[..5], b"HEAD\n");
+        assert!(got[5..] == body[..]);
     }
 
     #[monoio::test_all(timer_enabled = true)]

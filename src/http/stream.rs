@@ -14,6 +14,9 @@ use crate::http::io::{Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::DownFraming;
 use crate::snapshot::Listener;
 
+/// Body bytes behind a head from which a gathered write beats copying them after it.
+const GATHER_FROM: usize = 8 * 1024;
+
 /// Why reading the request body from the client stopped.
 #[derive(Debug)]
 pub enum ClientBodyError {
@@ -214,9 +217,10 @@ pub async fn copy_response(
     let mut sent = 0u64;
     let mut data = Vec::new();
     loop {
-        // Once the head is out, bytes that pass through unchanged go straight from the read
-        // buffer to the client: no copy for large bodies.
-        let direct = out.is_empty() && passes_through(&framing, down);
+        // Bytes that pass through unchanged go straight from the read buffer to the client;
+        // behind a pending head they ride in the same write (gathered) when they are many.
+        let pass = passes_through(&framing, down);
+        let direct = pass && (out.is_empty() || up_in.pending().len() >= GATHER_FROM);
         let sink = if direct { None } else { Some(&mut out) };
         let (done, n) = match frame(&mut framing, up_in.pending(), down, sink, &mut data) {
             Ok(step) => step,
@@ -228,7 +232,13 @@ pub async fn copy_response(
             // that follows at once must not see this server as still busy.
             upstream_done();
         }
-        let written = if direct {
+        let written = if direct && !out.is_empty() {
+            let (res, buf) = up_in
+                .forward_after(client, std::mem::take(&mut out), n, send_timeout)
+                .await;
+            out = buf;
+            res
+        } else if direct {
             up_in.forward(client, n, send_timeout).await
         } else {
             up_in.consume(n);
