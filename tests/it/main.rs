@@ -14,5 +14,6 @@ mod headers;
 mod misbehaving;
 mod pool;
 mod routes;
+mod runtime;
 mod timeouts;
 mod tools;

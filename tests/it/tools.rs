@@ -1,6 +1,7 @@
 //! The proxy as users meet it: ab (with and without -k) and curl (streaming with -N, HTTP/1.0,
 //! a large POST with `Expect: 100-continue`) in front of the demo backends.
-//! CI installs ab and curl; where they are missing, these tests say so and pass.
+//! CI installs ab and curl and sets `RINGWAY_REQUIRE_TOOLS=1`, so there a missing tool is a
+//! failure; elsewhere (a fresh machine without them) these tests say so and pass.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -14,6 +15,10 @@ const RUN: Duration = Duration::from_secs(30);
 fn have(tool: &str) -> bool {
     let found = Command::new(tool).arg("-V").output().is_ok();
     if !found {
+        assert!(
+            std::env::var_os("RINGWAY_REQUIRE_TOOLS").is_none(),
+            "{tool} is required (RINGWAY_REQUIRE_TOOLS is set) but not installed"
+        );
         eprintln!("{tool} is not installed; skipping (CI installs it)");
     }
     found

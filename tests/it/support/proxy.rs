@@ -70,11 +70,21 @@ impl Proxy {
     }
 
     pub fn start_workers(driver: &str, workers: usize, toml: &str) -> Proxy {
+        Proxy::start_runtime(
+            driver,
+            &format!("workers = {workers}\npin_workers = false"),
+            toml,
+        )
+    }
+
+    /// Like [`Proxy::start`] with `runtime` (lines of `[runtime]` keys, e.g. `workers = 2`)
+    /// in the `[runtime]` table.
+    pub fn start_runtime(driver: &str, runtime: &str, toml: &str) -> Proxy {
         let dir = TempDir::new();
         let (body, addr, extra) = bind_placeholders(toml);
         let level = std::env::var("RINGWAY_IT_LOG").unwrap_or_else(|_| "info".into());
         let text = format!(
-            "[runtime]\ndriver = \"{driver}\"\nworkers = {workers}\npin_workers = false\n\
+            "[runtime]\ndriver = \"{driver}\"\n{runtime}\n\
              pid_file = \"{}\"\nshutdown_timeout = \"1s\"\n\n[log]\nlevel = \"{level}\"\n\n{body}",
             dir.path.join("ringway.pid").display()
         );
