@@ -18,6 +18,16 @@ pub enum Zero {
 }
 
 impl Report<'_, '_> {
+    /// The value of an optional URL path key (`/` first, no spaces or controls).
+    pub fn url_path(&mut self, value: &Option<Spanned<String>>, key: &str) -> Option<String> {
+        let p = value.as_ref()?;
+        let ok = p.get_ref().starts_with('/') && p.get_ref().bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            self.at(&p.span(), key, "must start with `/` and contain no spaces");
+        }
+        ok.then(|| p.get_ref().clone())
+    }
+
     /// The value of an integer key, or `default`; out of `range` is an error.
     pub fn int(
         &mut self,

@@ -333,17 +333,7 @@ fn route(
     if raw.path_prefix.is_none() && raw.host.is_none() {
         r.at(&table.span(), base, "a route needs `path_prefix` or `host`");
     }
-    let path_prefix = raw.path_prefix.as_ref().and_then(|p| {
-        let ok = p.get_ref().starts_with('/') && p.get_ref().bytes().all(|b| b.is_ascii_graphic());
-        if !ok {
-            r.at(
-                &p.span(),
-                &key("path_prefix"),
-                "must start with `/` and contain no spaces",
-            );
-        }
-        ok.then(|| p.get_ref().clone())
-    });
+    let path_prefix = r.url_path(&raw.path_prefix, &key("path_prefix"));
     let host = raw
         .host
         .as_ref()

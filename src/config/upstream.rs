@@ -269,17 +269,7 @@ fn health_check(
 ) -> HealthCheck {
     let raw = table.get_ref();
     let key = |k: &str| join(base, k);
-    let path = raw.path.as_ref().and_then(|p| {
-        let ok = p.get_ref().starts_with('/') && p.get_ref().bytes().all(|b| b.is_ascii_graphic());
-        if !ok {
-            r.at(
-                &p.span(),
-                &key("path"),
-                "must start with `/` and contain no spaces",
-            );
-        }
-        ok.then(|| p.get_ref().clone())
-    });
+    let path = r.url_path(&raw.path, &key("path"));
     let expect = match &raw.expect {
         None => (200, 399),
         Some(e) => parse_expect(e.get_ref()).unwrap_or_else(|message| {
