@@ -211,7 +211,9 @@ async fn handle(
         body_bytes_sent: 0,
         request_length: head.len as u64,
     };
-    let keep_alive = head.keep_alive && served < spec.keepalive_requests;
+    // nginx: `keepalive_timeout 0` turns client keep-alive off, and says so.
+    let keep_alive =
+        head.keep_alive && served < spec.keepalive_requests && !spec.keepalive_timeout.is_zero();
     let outcome = attempt::run(
         worker, local, spec, group_id, conn, &mut vars, &mut body, keep_alive,
     )

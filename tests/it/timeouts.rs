@@ -128,3 +128,17 @@ fn keepalive_requests_closes_after_the_last_allowed_request(driver: &str) {
     );
 }
 both_drivers!(keepalive_requests_closes_after_the_last_allowed_request);
+
+fn keepalive_timeout_zero_turns_client_keep_alive_off(driver: &str) {
+    let b = Backend::named("a");
+    let p = Proxy::start(
+        driver,
+        &config("keepalive_timeout = \"0s\"", "", &[server(b.addr(), "")]),
+    );
+    let mut c = Client::connect(p.addr);
+    let r = c.request("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    assert!(r.says_close(), "keep-alive is off, yet:\n{}", r.head_text());
+    assert!(c.closed_within(Duration::from_secs(1)));
+}
+both_drivers!(keepalive_timeout_zero_turns_client_keep_alive_off);
