@@ -12,6 +12,7 @@
 
 use std::io;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::balance::{Pick, PickKey, Policy, Tried};
@@ -38,8 +39,9 @@ pub enum Outcome {
     Responded { keep_alive: bool },
     /// Nothing was sent yet: answer with this status.
     Error { status: u16, close: bool },
-    /// The server switched protocols; relay with this idle timeout.
-    Upgraded(monoio::net::TcpStream, Duration),
+    /// The server switched protocols; relay with this idle timeout. The request stays
+    /// counted on its server (least_conn, max_conns) until the `Held` is dropped.
+    Upgraded(monoio::net::TcpStream, Duration, Held),
     /// A response was cut, or the client went away: close.
     Aborted,
 }
@@ -153,7 +155,7 @@ pub async fn run(
         tried.insert(idx);
         tries_left = tries_left.saturating_sub(1);
         let more = tries_left > 0 && deadline.is_none_or(|d| Instant::now() < d);
-        let active = Active::begin(peers, idx);
+        let active = Active::begin(group, idx);
         let result = attempt(
             worker, spec, group, &active, conn, vars, body, keep_alive, more,
         )
@@ -186,18 +188,18 @@ pub async fn run(
 }
 
 /// One request counted on a server (for `least_conn` and `max_conns`) from `begin` until
-/// `end` or drop, whichever comes first.
+/// `end` or drop, whichever comes first, or handed over with `hold`.
 struct Active<'a> {
-    peers: &'a crate::balance::Peers,
+    group: &'a Arc<Group>,
     idx: usize,
     open: std::cell::Cell<bool>,
 }
 
 impl<'a> Active<'a> {
-    fn begin(peers: &'a crate::balance::Peers, idx: usize) -> Active<'a> {
-        peers.begin(idx);
+    fn begin(group: &'a Arc<Group>, idx: usize) -> Active<'a> {
+        group.peers.begin(idx);
         Active {
-            peers,
+            group,
             idx,
             open: std::cell::Cell::new(true),
         }
@@ -205,14 +207,39 @@ impl<'a> Active<'a> {
 
     fn end(&self) {
         if self.open.replace(false) {
-            self.peers.end(self.idx);
+            self.group.peers.end(self.idx);
         }
+    }
+
+    /// Keeps the request counted beyond this attempt (an upgraded connection).
+    fn hold(&self) -> Held {
+        let held = Held {
+            group: self.group.clone(),
+            idx: self.idx,
+        };
+        if !self.open.replace(false) {
+            // Already ended: count it again so that Held's drop stays paired.
+            self.group.peers.begin(self.idx);
+        }
+        held
     }
 }
 
 impl Drop for Active<'_> {
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+/// A request still counted on its server after the attempts are over; ends on drop.
+pub struct Held {
+    group: Arc<Group>,
+    idx: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.group.peers.end(self.idx);
     }
 }
 
@@ -420,7 +447,7 @@ async fn respond(
         {
             return Outcome::Aborted;
         }
-        return Outcome::Upgraded(up.stream, group.read_timeout);
+        return Outcome::Upgraded(up.stream, group.read_timeout, active.hold());
     }
     let timeouts = CopyTimeouts {
         read: group.read_timeout,

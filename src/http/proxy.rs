@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-use crate::http::attempt::{self, Outcome};
+use crate::http::attempt::{self, Held, Outcome};
 use crate::http::head::{HeadLimits, RequestBody, RequestHead, parse_request};
 use crate::http::io::{Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::error_response;
@@ -78,8 +78,9 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, lis
         match after {
             After::KeepAlive => {}
             After::Close => return,
-            After::Upgrade(upstream, idle) => {
+            After::Upgrade(upstream, idle, held) => {
                 relay(conn.stream, upstream, idle).await;
+                drop(held);
                 return;
             }
         }
@@ -90,8 +91,9 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, lis
 pub enum After {
     KeepAlive,
     Close,
-    /// Switched protocols: relay bytes both ways with this idle timeout.
-    Upgrade(TcpStream, Duration),
+    /// Switched protocols: relay bytes both ways with this idle timeout; the server counts
+    /// the connection as active until the relay ends.
+    Upgrade(TcpStream, Duration, Held),
 }
 
 /// Reads and parses the next request head and copies it into `conn.head_buf`. An idle
@@ -237,7 +239,7 @@ async fn handle(
                 After::KeepAlive
             }
         }
-        Outcome::Upgraded(upstream, idle) => After::Upgrade(upstream, idle),
+        Outcome::Upgraded(upstream, idle, held) => After::Upgrade(upstream, idle, held),
         Outcome::Aborted => After::Close,
     };
     conn.head_buf = head_buf;

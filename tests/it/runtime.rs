@@ -151,3 +151,40 @@ fn server_at_max_conns_is_skipped_and_a_full_group_gets_503(driver: &str) {
     assert_eq!(get(p.addr, "/quick").status, 200);
 }
 both_drivers!(server_at_max_conns_is_skipped_and_a_full_group_gets_503);
+
+fn an_open_websocket_counts_as_active_for_least_conn(driver: &str) {
+    let handler = |name: &'static str| {
+        move |req: &Request, c: &mut Conn| {
+            if req.header("upgrade").is_some() {
+                c.respond(
+                    101,
+                    &[("Upgrade", "websocket"), ("Connection", "Upgrade")],
+                    b"",
+                );
+                // Hold the upgraded connection open until the client goes away.
+                while !c.read_some(Duration::from_secs(3)).is_empty() {}
+                c.close();
+                return;
+            }
+            c.respond(200, &[("X-Backend", name)], name.as_bytes());
+        }
+    };
+    let (a, b) = (Backend::start(handler("a")), Backend::start(handler("b")));
+    let servers = [server(a.addr(), ""), server(b.addr(), "")];
+    let p = Proxy::start(driver, &config("", "balance = \"least_conn\"", &servers));
+    let mut ws = Client::connect(p.addr);
+    ws.send("GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+    assert_eq!(ws.read_head().status, 101);
+    let busy = if a.request_count() == 1 { "a" } else { "b" };
+    // While the WebSocket lives, its server is busy: every plain request goes elsewhere.
+    for _ in 0..4 {
+        let who = get(p.addr, "/").text();
+        assert_ne!(who, busy, "{busy} holds an open WebSocket");
+    }
+    drop(ws);
+    // Once it is closed, both servers take requests again.
+    assert!(wait_until(Duration::from_secs(3), || {
+        (0..4).any(|_| get(p.addr, "/").text() == busy)
+    }));
+}
+both_drivers!(an_open_websocket_counts_as_active_for_least_conn);
