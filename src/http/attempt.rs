@@ -168,6 +168,13 @@ pub async fn run(
             }
             Err(f) => f,
         };
+        if matches!(failure, Failure::Client(None)) {
+            crate::info!(
+                "{}: client closed the connection before the response",
+                vars.peer
+            );
+            return Outcome::Aborted;
+        }
         if failure.blames_server() {
             peers.failed(idx, now_ms());
         }
@@ -363,11 +370,13 @@ async fn read_response_head(
                 Err(_) => return Err(Failure::InvalidHeader),
             }
         }
-        match conn
-            .up_in
-            .fill(&mut up.stream, STREAM_CHUNK, read_timeout)
-            .await
-        {
+        let fill = conn.up_in.fill(&mut up.stream, STREAM_CHUNK, read_timeout);
+        let Some(filled) = unless_client_leaves(fill, &conn.stream).await else {
+            // Closing the server connection (by dropping it) is how the server learns to
+            // stop working on an answer nobody will read: a GPU generation, say.
+            return Err(Failure::Client(None));
+        };
+        match filled {
             Ok(0) => {
                 let e = io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -378,6 +387,65 @@ async fn read_response_head(
             Ok(_) => {}
             Err(e) => return Err(Failure::Io(e)),
         }
+    }
+}
+
+/// How long a server may work on a response before the proxy also watches the client for
+/// leaving: quick answers never pay for the watch.
+const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(200);
+
+/// Awaits `work`; if it runs longer than `WATCH_CLIENT_AFTER`, also watches `client`, and
+/// gives `None` when the client closes its connection meanwhile (nginx's "client
+/// prematurely closed connection"). Bytes the client sends (a pipelined request) stay
+/// in the socket for later.
+async fn unless_client_leaves<F: std::future::Future>(
+    work: F,
+    client: &monoio::net::TcpStream,
+) -> Option<F::Output> {
+    let mut work = std::pin::pin!(work);
+    monoio::select! {
+        out = &mut work => return Some(out),
+        _ = monoio::time::sleep(WATCH_CLIENT_AFTER) => {}
+    }
+    loop {
+        monoio::select! {
+            out = &mut work => return Some(out),
+            ready = client.readable(false) => match (ready, peek(client)) {
+                (Err(_), _) | (_, Peeked::Closed) => return None,
+                (_, Peeked::Data) => return Some(work.await),
+                (_, Peeked::Nothing) => {}
+            },
+        }
+    }
+}
+
+enum Peeked {
+    Closed,
+    Data,
+    Nothing,
+}
+
+/// Looks at the client socket without taking anything from it.
+fn peek(client: &monoio::net::TcpStream) -> Peeked {
+    use std::os::fd::AsRawFd;
+    let mut byte = 0u8;
+    // SAFETY: a valid socket fd and a one-byte buffer we own; MSG_PEEK leaves the data
+    // queued, MSG_DONTWAIT never blocks the event loop.
+    let n = unsafe {
+        libc::recv(
+            client.as_raw_fd(),
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    match n {
+        0 => Peeked::Closed,
+        n if n > 0 => Peeked::Data,
+        _ => match io::Error::last_os_error().kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Peeked::Nothing,
+            _ => Peeked::Closed,
+        },
     }
 }
 

@@ -178,3 +178,52 @@ fn client_leaving_mid_stream_closes_the_upstream_connection(driver: &str) {
     );
 }
 both_drivers!(client_leaving_mid_stream_closes_the_upstream_connection);
+
+fn client_leaving_before_the_response_closes_the_server_connection(driver: &str) {
+    use std::sync::{Arc, Mutex};
+    // The backend "generates" for up to 5 s, but stops as soon as its connection closes.
+    let waited: Arc<Mutex<Option<Duration>>> = Arc::new(Mutex::new(None));
+    let seen = waited.clone();
+    let b = Backend::start(move |_req, c| {
+        let started = std::time::Instant::now();
+        let data = c.read_some(Duration::from_secs(5));
+        if data.is_empty() {
+            *seen.lock().unwrap() = Some(started.elapsed());
+        }
+    });
+    let p = Proxy::start(driver, &single(b.addr()));
+    let mut c = Client::connect(p.addr);
+    c.send("POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}");
+    assert!(wait_until(Duration::from_secs(2), || b.request_count() == 1));
+    std::thread::sleep(Duration::from_millis(100));
+    drop(c);
+    assert!(
+        wait_until(Duration::from_secs(3), || waited.lock().unwrap().is_some()),
+        "the server connection stayed open after the client left"
+    );
+    let took = waited.lock().unwrap().expect("waited");
+    assert!(took < Duration::from_secs(2), "closed only after {took:?}");
+    assert!(
+        p.stderr()
+            .contains("client closed the connection before the response")
+    );
+}
+both_drivers!(client_leaving_before_the_response_closes_the_server_connection);
+
+fn a_slow_answer_still_reaches_a_client_that_pipelines_meanwhile(driver: &str) {
+    let b = Backend::start(|req, c| {
+        if req.path() == "/slow" {
+            c.sleep_ms(600);
+        }
+        c.ok(req.path());
+    });
+    let p = Proxy::start(driver, &single(b.addr()));
+    let mut c = Client::connect(p.addr);
+    c.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    // Sent while the proxy waits on /slow: must not be taken for a client leaving.
+    std::thread::sleep(Duration::from_millis(300));
+    c.send("GET /next HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().text(), "/slow");
+    assert_eq!(c.read_response().text(), "/next");
+}
+both_drivers!(a_slow_answer_still_reaches_a_client_that_pipelines_meanwhile);
