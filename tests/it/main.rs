@@ -12,6 +12,7 @@ mod errors;
 mod harness;
 mod headers;
 mod misbehaving;
+mod mutation;
 mod pool;
 mod routes;
 mod runtime;
