@@ -180,7 +180,9 @@ pub async fn run(
         }
         let addr = peers.servers()[idx].addr;
         crate::warn!("{}: attempt on {addr} failed: {failure:?}", vars.peer);
-        let retry = more
+        // Tries and time are checked again now: the attempt itself may have used them up.
+        let retry = tries_left > 0
+            && deadline.is_none_or(|d| Instant::now() < d)
             && failure.listed(group)
             && (matches!(failure, Failure::Connect(_)) || (idempotent && body.replayable()));
         if !retry {

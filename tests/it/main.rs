@@ -14,6 +14,7 @@ mod headers;
 mod misbehaving;
 mod mutation;
 mod pool;
+mod retries;
 mod routes;
 mod runtime;
 mod timeouts;
