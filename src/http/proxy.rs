@@ -178,7 +178,8 @@ async fn handle(
         send_error(conn, 413, true, head_only).await;
         return After::Close;
     }
-    if head.expect_continue && head.body != RequestBody::None && conn.inbound.is_empty() {
+    let has_body = matches!(head.body, RequestBody::Chunked | RequestBody::Length(1..));
+    if head.expect_continue && has_body && conn.inbound.is_empty() {
         let (res, out) = write_all(
             &mut conn.stream,
             b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),

@@ -157,3 +157,76 @@ fn sighup_and_sigusr1_keep_the_proxy_serving(driver: &str) {
     }
 }
 both_drivers!(sighup_and_sigusr1_keep_the_proxy_serving);
+
+/// `ringway demo` as the README's quick start runs it: the proxy on 127.0.0.1:1700 in front
+/// of three backends on 1701-1703, each answer naming its backend, Ctrl-C stops everything.
+/// The only test on those fixed ports (the demo's ports are part of its contract).
+#[test]
+fn demo_serves_on_1700_over_three_backends_and_stops_on_ctrl_c() {
+    use std::process::{Command, Stdio};
+    for port in 1700..=1703 {
+        assert!(
+            std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+            "port {port} is taken: the demo test needs 1700-1703 free"
+        );
+    }
+    let out = TempDir::new();
+    let stdout_path = out.path.join("demo.out");
+    let mut child = Command::new(crate::support::proxy::binary())
+        .arg("demo")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&stdout_path).expect("stdout file"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ringway demo");
+    let addr: std::net::SocketAddr = "127.0.0.1:1700".parse().unwrap();
+    let up = wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(addr).is_ok()
+    });
+    let stop = |child: &mut std::process::Child| {
+        // SAFETY: signalling the child we spawned, by its pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    };
+    if !up {
+        let _ = child.kill();
+        panic!("the demo never listened on 1700");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..9 {
+        let r = get(addr, "/");
+        assert_eq!(r.status, 200);
+        let backend = r.header("x-backend").expect("X-Backend").to_string();
+        assert!(r.text().contains(&backend), "body does not name {backend}");
+        seen.insert(backend);
+    }
+    assert!(
+        seen.len() >= 2,
+        "least_conn over three backends used only {seen:?}"
+    );
+    let mut c = Client::connect(addr);
+    let sse = c.request("GET /v1/chat/completions HTTP/1.1\r\nHost: demo\r\n\r\n");
+    assert_eq!(sse.status, 200);
+    assert!(sse.text().contains("data: [DONE]"), "{}", sse.text());
+    let printed = std::fs::read_to_string(&stdout_path).unwrap_or_default();
+    for hint in ["curl", "ab -n 1000 -c 10", "wrk"] {
+        assert!(
+            printed.contains(hint),
+            "the demo does not show {hint:?}:\n{printed}"
+        );
+    }
+    stop(&mut child);
+    let exited = wait_until(Duration::from_secs(3), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+        panic!("the demo did not stop on Ctrl-C");
+    }
+    // Backends stopped too: nothing listens on the demo ports any more.
+    for port in 1700..=1703 {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "{port} still open"
+        );
+    }
+}
