@@ -38,6 +38,18 @@ macro_rules! both_drivers {
 }
 pub(crate) use both_drivers;
 
+/// The values of every header called `name` (any letter case), in order: what both the
+/// backend's request log and the client's responses look headers up with.
+pub fn header_values<'a, 'n>(
+    headers: &'a [(String, String)],
+    name: &'n str,
+) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
 /// Ports handed out by [`free_port`] in this process: never handed out twice, so two tests
 /// never race for one port (the proxy binds with SO_REUSEPORT, which would let two proxies
 /// share a port silently).
