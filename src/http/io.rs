@@ -170,10 +170,10 @@ impl Inbound {
         let body_done = written.saturating_sub(head_len).min(n);
         self.consume(body_done);
         head.clear();
-        if written < total {
-            if let Err(e) = self.forward(stream, n - body_done, timeout).await {
-                return (Err(e), head);
-            }
+        if written < total
+            && let Err(e) = self.forward(stream, n - body_done, timeout).await
+        {
+            return (Err(e), head);
         }
         (Ok(()), head)
     }
