@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::balance::{Pick, PickKey, Policy, Tried};
 use crate::clock::now_ms;
 use crate::http::head::{ResponseBody, ResponseHead, Version, parse_response};
-use crate::http::io::STREAM_CHUNK;
+use crate::http::io::{GATHER_FROM, STREAM_CHUNK, write_all, write_gathered};
 use crate::http::proxy::{Downstream, client_body_status};
 use crate::http::rewrite::{DownFraming, ResponseHeadOut, request_head, response_head};
 use crate::http::stream::{
@@ -331,9 +331,25 @@ async fn send_request(
     let mut out = std::mem::take(&mut conn.out);
     out.clear();
     request_head(&mut out, vars, spec, vars.upstream.unwrap_or(vars.peer));
-    out.extend_from_slice(&body.prefix);
-    let (res, out) = crate::http::io::write_all(&mut up.stream, out, group.send_timeout).await;
-    conn.out = out;
+    let res = if body.prefix.len() < GATHER_FROM {
+        out.extend_from_slice(&body.prefix);
+        let (res, out) = write_all(&mut up.stream, out, group.send_timeout).await;
+        conn.out = out;
+        res
+    } else {
+        // A large kept body goes out behind the head without being copied after it.
+        let prefix = std::mem::take(&mut body.prefix);
+        let len = prefix.len();
+        let (res, out, prefix) =
+            write_gathered(&mut up.stream, out, prefix, 0..len, group.send_timeout).await;
+        conn.out = out;
+        if prefix.len() != len {
+            // The kept bytes went with a cancelled write: this body cannot be sent again.
+            body.streamed = true;
+        }
+        body.prefix = prefix;
+        res
+    };
     res.map_err(Failure::Io)?;
     if !body.complete {
         body.stream_rest(
@@ -489,8 +505,7 @@ async fn respond(
     response_head(&mut out, &r, spec, vars);
     conn.up_in.consume(resp.len);
     if upgrade {
-        let (res, buf) =
-            crate::http::io::write_all(&mut conn.stream, out, group.send_timeout).await;
+        let (res, buf) = write_all(&mut conn.stream, out, group.send_timeout).await;
         conn.out = buf;
         if res.is_err() {
             return Outcome::Aborted;

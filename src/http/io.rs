@@ -8,9 +8,11 @@
 use std::io;
 use std::time::Duration;
 
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
+/// Body bytes behind a head from which a gathered write beats copying them after it.
+pub const GATHER_FROM: usize = 8 * 1024;
 /// Smallest free space offered to a read of a head or a request body.
 pub const READ_CHUNK: usize = 16 * 1024;
 /// What an idle client connection keeps for its next head (nginx's
@@ -118,7 +120,7 @@ impl Inbound {
         }
         let buf = std::mem::take(&mut self.buf);
         let (start, end) = (self.pos, self.pos + n);
-        let write = stream.write_all(monoio::buf::IoBuf::slice(buf, start..end));
+        let write = stream.write_all(buf.slice(start..end));
         match monoio::time::timeout(timeout, write).await {
             Ok((result, slice)) => {
                 self.buf = slice.into_inner();
@@ -142,40 +144,18 @@ impl Inbound {
         n: usize,
         timeout: Duration,
     ) -> (io::Result<()>, Vec<u8>) {
-        let gather = Gather::new(head, std::mem::take(&mut self.buf), self.pos, n);
-        let total = gather.len();
-        let (result, gather) = match monoio::time::timeout(timeout, stream.writev(gather)).await {
-            Ok(done) => done,
-            Err(_) => {
-                self.pos = 0;
-                let e = io::Error::new(io::ErrorKind::TimedOut, "write timed out");
-                return (Err(e), Vec::new());
-            }
-        };
-        let (mut head, body) = gather.into_parts();
+        let body = std::mem::take(&mut self.buf);
+        let range = self.pos..self.pos + n;
+        let (result, mut head, body) = write_gathered(stream, head, body, range, timeout).await;
         self.buf = body;
-        let written = match result {
-            Ok(w) => w,
-            Err(e) => return (Err(e), head),
-        };
-        // A short write: finish the head, then the body, the plain way.
-        let head_len = head.len();
-        if written < head_len {
-            let rest = head.split_off(written);
-            let (res, _) = write_all(stream, rest, timeout).await;
-            if let Err(e) = res {
-                return (Err(e), head);
-            }
-        }
-        let body_done = written.saturating_sub(head_len).min(n);
-        self.consume(body_done);
         head.clear();
-        if written < total
-            && let Err(e) = self.forward(stream, n - body_done, timeout).await
-        {
-            return (Err(e), head);
+        if result.is_ok() {
+            self.consume(n);
+        } else {
+            // Unknown how much went out; the caller closes this stream.
+            self.pos = 0;
         }
-        (Ok(()), head)
+        (result, head)
     }
 
     /// Drops everything (used when the stream this buffer belongs to is abandoned).
@@ -188,6 +168,62 @@ impl Inbound {
 impl Default for Inbound {
     fn default() -> Self {
         Inbound::new()
+    }
+}
+
+/// Writes `head`, then `body[range]`, starting with one `writev` so that the body bytes are
+/// never copied behind the head; a short write is finished with plain writes. Both buffers
+/// come back, except after a timeout, when they stay with the cancelled operation and come
+/// back empty.
+pub async fn write_gathered<S: AsyncWriteRent>(
+    stream: &mut S,
+    head: Vec<u8>,
+    body: Vec<u8>,
+    range: std::ops::Range<usize>,
+    timeout: Duration,
+) -> (io::Result<()>, Vec<u8>, Vec<u8>) {
+    let (start, end) = (range.start, range.end);
+    let gather = Gather::new(head, body, start, end - start);
+    let (result, gather) = match monoio::time::timeout(timeout, stream.writev(gather)).await {
+        Ok(done) => done,
+        Err(_) => {
+            let e = io::Error::new(io::ErrorKind::TimedOut, "write timed out");
+            return (Err(e), Vec::new(), Vec::new());
+        }
+    };
+    let (head, body) = gather.into_parts();
+    let written = match result {
+        Ok(w) => w,
+        Err(e) => return (Err(e), head, body),
+    };
+    let head_len = head.len();
+    let head = if written < head_len {
+        let (res, slice) =
+            match monoio::time::timeout(timeout, stream.write_all(head.slice(written..))).await {
+                Ok(done) => done,
+                Err(_) => {
+                    let e = io::Error::new(io::ErrorKind::TimedOut, "write timed out");
+                    return (Err(e), Vec::new(), body);
+                }
+            };
+        let head = slice.into_inner();
+        if let Err(e) = res {
+            return (Err(e), head, body);
+        }
+        head
+    } else {
+        head
+    };
+    let body_from = start + written.saturating_sub(head_len).min(end - start);
+    if body_from == end {
+        return (Ok(()), head, body);
+    }
+    match monoio::time::timeout(timeout, stream.write_all(body.slice(body_from..end))).await {
+        Ok((res, slice)) => (res.map(|_| ()), head, slice.into_inner()),
+        Err(_) => {
+            let e = io::Error::new(io::ErrorKind::TimedOut, "write timed out");
+            (Err(e), head, Vec::new())
+        }
     }
 }
 
@@ -213,10 +249,6 @@ impl Gather {
             },
         ]);
         Gather { iov, head, body }
-    }
-
-    fn len(&self) -> usize {
-        self.iov[0].iov_len + self.iov[1].iov_len
     }
 
     fn into_parts(self) -> (Vec<u8>, Vec<u8>) {

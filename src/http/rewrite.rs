@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use crate::http::head::{HeaderPos, RequestBody, RequestHead, ResponseHead, Version};
+use crate::http::head::{HeaderPos, RequestBody, ResponseHead, Version};
 use crate::http::vars::RequestVars;
 use crate::snapshot::{HeaderRule, Listener};
 
@@ -231,9 +231,4 @@ pub fn error_response(out: &mut Vec<u8>, status: u16, close: bool, head_only: bo
     if !head_only {
         out.extend_from_slice(body.as_bytes());
     }
-}
-
-/// Whether the client asked for a body-less answer (errors to HEAD carry no body).
-pub fn is_head(buf: &[u8], head: &RequestHead) -> bool {
-    head.is_head(buf)
 }

@@ -10,12 +10,9 @@ use monoio::net::TcpStream;
 
 use crate::http::body::{ChunkedDecoder, LAST_CHUNK, chunk_header};
 use crate::http::head::RequestBody;
-use crate::http::io::{Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
+use crate::http::io::{GATHER_FROM, Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::DownFraming;
 use crate::snapshot::Listener;
-
-/// Body bytes behind a head from which a gathered write beats copying them after it.
-const GATHER_FROM: usize = 8 * 1024;
 
 /// Why reading the request body from the client stopped.
 #[derive(Debug)]
