@@ -41,8 +41,11 @@ pub struct RequestBodyState {
 }
 
 enum BodyFraming {
-    Length { remaining: u64 },
-    Chunked(ChunkedDecoder),
+    Length {
+        remaining: u64,
+    },
+    /// The decoder and its reused list of data ranges (only their sizes count here).
+    Chunked(ChunkedDecoder, Vec<std::ops::Range<usize>>),
 }
 
 impl RequestBodyState {
@@ -50,7 +53,10 @@ impl RequestBodyState {
         let (framing, complete) = match body {
             RequestBody::None => (BodyFraming::Length { remaining: 0 }, true),
             RequestBody::Length(n) => (BodyFraming::Length { remaining: n }, n == 0),
-            RequestBody::Chunked => (BodyFraming::Chunked(ChunkedDecoder::new()), false),
+            RequestBody::Chunked => (
+                BodyFraming::Chunked(ChunkedDecoder::new(), Vec::new()),
+                false,
+            ),
         };
         RequestBodyState {
             framing,
@@ -76,10 +82,10 @@ impl RequestBodyState {
                 self.complete = *remaining == 0;
                 n
             }
-            BodyFraming::Chunked(decoder) => {
-                let mut data = Vec::new();
+            BodyFraming::Chunked(decoder, data) => {
+                data.clear();
                 let decoded = decoder
-                    .decode(input, &mut data)
+                    .decode(input, data)
                     .map_err(|_| ClientBodyError::Malformed)?;
                 self.total += data.iter().map(|r| r.len() as u64).sum::<u64>();
                 self.complete = decoded.done;
