@@ -143,7 +143,8 @@ pub fn run() -> Result<(), String> {
             )
         })?;
     println!("{}", demo_banner());
-    crate::serve(snapshot).map_err(|e| format!("demo proxy on {DEMO_PROXY}: {e}"))
+    crate::serve(snapshot, crate::control::Handover::default())
+        .map_err(|e| format!("demo proxy on {DEMO_PROXY}: {e}"))
 }
 
 /// What `ringway demo` prints: where things listen and how to try them.

@@ -35,9 +35,10 @@ pub mod template;
 pub mod upstream;
 pub mod worker;
 
-/// Runs `snapshot` in the foreground: opens its listeners, starts the workers and returns
-/// when SIGINT or SIGTERM arrives (or start-up fails). Call [`control::block_signals`] first.
-pub fn serve(snapshot: snapshot::Snapshot) -> Result<(), String> {
+/// Runs `snapshot` in the foreground: opens its listeners (taking over the sockets in
+/// `handover` after an upgrade), starts the workers, then handles signals on this thread
+/// until the process should exit. Call [`control::signals::block`] first.
+pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> Result<(), String> {
     use std::sync::Arc;
     log::set_level(snapshot.log.level);
     let pid_file = snapshot.runtime.pid_file.clone();
@@ -46,8 +47,19 @@ pub fn serve(snapshot: snapshot::Snapshot) -> Result<(), String> {
         .iter()
         .map(|l| format!("{} on {}", l.name, l.bind))
         .collect();
+    let workers = snapshot.runtime.workers;
+    let listeners =
+        control::listeners::ListenerSet::open(&snapshot, workers, &mut handover.inherited)
+            .map_err(|e| e.to_string())?;
+    if handover.inherited.unclaimed() > 0 {
+        warn!(
+            "{} inherited socket(s) match no listener; closing them",
+            handover.inherited.unclaimed()
+        );
+    }
+    drop(handover.inherited);
     let current = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
-    let running = runtime::start(current).map_err(|e| e.to_string())?;
+    let running = runtime::start(current.clone(), &listeners).map_err(|e| e.to_string())?;
     if let Some(path) = &pid_file {
         control::write_pid_file(path)
             .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
@@ -58,6 +70,9 @@ pub fn serve(snapshot: snapshot::Snapshot) -> Result<(), String> {
         running.workers.len(),
         running.drivers.first().copied().unwrap_or("?")
     );
-    control::run(pid_file.as_deref());
+    if let Some(ready) = handover.ready {
+        ready.report();
+    }
+    control::run(control::Control::new(current, listeners, running));
     Ok(())
 }

@@ -23,7 +23,7 @@ struct Cli {
     /// Check the configuration, print `configuration ok` or every error, and exit.
     #[arg(short = 't', long = "test")]
     test: bool,
-    /// Signal the running instance named by `runtime.pid_file`: reload, stop, quit, reopen.
+    /// Signal the running instance named by `runtime.pid_file`: reload, stop, quit, reopen, upgrade.
     #[arg(short = 's', long = "signal", value_name = "SIGNAL")]
     signal: Option<String>,
     #[command(subcommand)]
@@ -44,17 +44,19 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = ringway::control::block_signals() {
+    if let Err(e) = ringway::control::signals::block() {
         eprintln!("ringway: cannot block signals: {e}");
         return ExitCode::FAILURE;
     }
+    // Before any thread starts: sockets and a ready pipe from an upgrading old process.
+    let handover = ringway::control::Handover::from_env();
     let result = match cli.command {
         Some(Command::Demo) => ringway::demo::run(),
         Some(Command::Backend { bind }) => backend(bind),
         None if cli.test => return check(&cli.config),
         None => match cli.signal {
             Some(name) => signal(&cli.config, &name),
-            None => run(&cli.config),
+            None => run(&cli.config, handover),
         },
     };
     match result {
@@ -89,8 +91,8 @@ fn check(config: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(config: &std::path::Path) -> Result<(), String> {
-    ringway::serve(load(config)?)
+fn run(config: &std::path::Path, handover: ringway::control::Handover) -> Result<(), String> {
+    ringway::serve(load(config)?, handover)
 }
 
 fn signal(config: &std::path::Path, name: &str) -> Result<(), String> {
@@ -104,7 +106,7 @@ fn signal(config: &std::path::Path, name: &str) -> Result<(), String> {
 
 fn backend(bind: Vec<SocketAddr>) -> Result<(), String> {
     let handle = ringway::demo::spawn_backends(bind).map_err(|e| e.to_string())?;
-    ringway::control::run(None);
+    ringway::control::wait_for_stop();
     drop(handle);
     Ok(())
 }

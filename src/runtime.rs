@@ -10,8 +10,10 @@ use std::thread::JoinHandle;
 
 use arc_swap::ArcSwap;
 
+use crate::control::listeners::ListenerSet;
 use crate::snapshot::{Driver, Snapshot};
 use crate::worker;
+use crate::worker::inbox::{self, WorkerLink};
 
 /// Accept backlog per listener socket (the kernel caps it at `net.core.somaxconn`).
 const BACKLOG: i32 = 4096;
@@ -21,30 +23,30 @@ const URING_ENTRIES: u32 = 4096;
 /// The running workers.
 pub struct Running {
     pub workers: Vec<JoinHandle<()>>,
+    /// The control thread's end of each worker's inbox, same index as `workers`.
+    pub links: Vec<WorkerLink>,
     /// Which driver each worker ended up with ("io_uring" or "epoll").
     pub drivers: Vec<&'static str>,
 }
 
-/// Binds every listener of `current` once per worker and starts the workers. Binding happens
-/// here, before any thread starts, so a port in use fails start-up with a clear error.
-pub fn start(current: Arc<ArcSwap<Snapshot>>) -> io::Result<Running> {
+/// Starts one worker per `runtime.workers`, each accepting on its share of `listeners`.
+/// Returns once every worker has its event loop, or with the first worker's error.
+pub fn start(current: Arc<ArcSwap<Snapshot>>, listeners: &ListenerSet) -> io::Result<Running> {
     let snapshot = current.load_full();
     let workers = snapshot.runtime.workers.max(1);
     let cores = core_affinity::get_core_ids().unwrap_or_default();
     let mut handles = Vec::with_capacity(workers);
+    let mut links = Vec::with_capacity(workers);
     let mut drivers = Vec::with_capacity(workers);
     let (driver_tx, driver_rx) = crossbeam_channel::bounded(workers);
     for id in 0..workers {
-        let listeners = snapshot
-            .listeners
-            .iter()
-            .map(|l| bind_reuseport(l.bind).map_err(|e| annotate(e, &l.name, l.bind)))
-            .collect::<io::Result<Vec<_>>>()?;
+        let sockets = listeners.for_worker(id)?;
         let core = if snapshot.runtime.pin_workers && !cores.is_empty() {
             Some(cores[id % cores.len()])
         } else {
             None
         };
+        let (link, inbox) = inbox::pair()?;
         let current = current.clone();
         let driver = snapshot.runtime.driver;
         let driver_tx = driver_tx.clone();
@@ -54,9 +56,11 @@ pub fn start(current: Arc<ArcSwap<Snapshot>>) -> io::Result<Running> {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                run_worker(id, driver, current, listeners, driver_tx);
+                let work = move |name: &'static str| worker::run(id, name, current, sockets, inbox);
+                run_worker(id, driver, work, driver_tx);
             })?;
         handles.push(handle);
+        links.push(link);
     }
     drop(driver_tx);
     for _ in 0..workers {
@@ -68,22 +72,20 @@ pub fn start(current: Arc<ArcSwap<Snapshot>>) -> io::Result<Running> {
     }
     Ok(Running {
         workers: handles,
+        links,
         drivers,
     })
 }
 
 type DriverReport = crossbeam_channel::Sender<io::Result<&'static str>>;
 
-/// Builds this worker's runtime for `driver` and runs its accept loops forever.
-fn run_worker(
-    id: usize,
-    driver: Driver,
-    current: Arc<ArcSwap<Snapshot>>,
-    listeners: Vec<TcpListener>,
-    report: DriverReport,
-) {
+/// Builds this worker's runtime for `driver` and runs `work` on it until it returns.
+fn run_worker<W, F>(id: usize, driver: Driver, work: W, report: DriverReport)
+where
+    W: FnOnce(&'static str) -> F,
+    F: std::future::Future<Output = ()>,
+{
     use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
-    let work = move |name: &'static str| worker::run(id, name, current, listeners);
     let uring = || {
         // COOP_TASKRUN + SINGLE_ISSUER + DEFER_TASKRUN (6.1+): completion work runs when
         // the loop enters the kernel to wait anyway, in a batch, instead of interrupting
@@ -144,13 +146,6 @@ fn run_worker(
             }
         }
     }
-}
-
-fn annotate(e: io::Error, name: &str, addr: SocketAddr) -> io::Error {
-    io::Error::new(
-        e.kind(),
-        format!("listener {name:?}: cannot listen on {addr}: {e}"),
-    )
 }
 
 /// A listening socket with SO_REUSEADDR and SO_REUSEPORT, non-blocking, close-on-exec.

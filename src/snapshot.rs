@@ -30,6 +30,32 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Carries per-server state (active counts, failure marks, probe verdicts) over from
+    /// `old` for every server that stays: same upstream name, same address. Call on a snapshot
+    /// nobody else holds yet (a group already shared is left as it is).
+    pub fn inherit(&mut self, old: &Snapshot) {
+        for group in &mut self.groups {
+            let Some(old_group) = old.groups.iter().find(|g| g.name == group.name) else {
+                continue;
+            };
+            if let Some(group) = Arc::get_mut(group) {
+                group.peers.inherit(&old_group.peers);
+            }
+        }
+    }
+
+    /// The listener bound to `bind`, if this snapshot has one.
+    pub fn listener_by_bind(&self, bind: SocketAddr) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.bind == bind)
+    }
+
+    /// Whether any group has a server at `addr`.
+    pub fn has_server(&self, addr: SocketAddr) -> bool {
+        self.groups
+            .iter()
+            .any(|g| g.peers.servers().iter().any(|s| s.addr == addr))
+    }
+
     /// The group with this name, if any.
     pub fn group_by_name(&self, name: &str) -> Option<GroupId> {
         self.groups.iter().position(|g| g.name == name)
@@ -43,7 +69,11 @@ pub struct RuntimeSettings {
     pub pin_workers: bool,
     pub driver: Driver,
     pub pid_file: Option<PathBuf>,
+    /// How long in-flight requests and streams may run once a graceful stop drains.
     pub shutdown_timeout: Duration,
+    /// On a graceful stop, how long to keep accepting (with `/healthz` at 503) before draining,
+    /// so a load balancer or keepalived has time to move traffic away.
+    pub shutdown_delay: Duration,
     /// Client connections for the whole process; beyond it new ones are closed at once.
     pub max_connections: usize,
 }

@@ -5,7 +5,13 @@
 //! the health marks sit on another line that is written only on failures, so reading them on
 //! every pick stays a shared-cache hit. All orderings are `Relaxed`: a mark publishes no other
 //! data, it only has to be atomic.
+//!
+//! Each server's marks are behind an `Arc` so that a reload can hand the very same marks to
+//! the new snapshot's group for a server that stays (same upstream name and address):
+//! requests still running on the old snapshot then end on the counter the new one reads,
+//! and a failure mark or probe verdict survives the reload.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
@@ -35,10 +41,16 @@ struct FailMark {
     probe_down: AtomicBool,
 }
 
+/// Both marks of one server, each on its own cache line.
+#[derive(Default)]
+struct ServerMarks {
+    active: ActiveMark,
+    fail: FailMark,
+}
+
 /// The marks of every server of one group, indexed like its servers.
 pub(super) struct Marks {
-    active: Box<[ActiveMark]>,
-    fails: Box<[FailMark]>,
+    servers: Box<[Arc<ServerMarks>]>,
 }
 
 fn unpack(window: u64) -> (u32, u64) {
@@ -52,20 +64,35 @@ fn pack(count: u32, start: u64) -> u64 {
 impl Marks {
     pub(super) fn new(servers: usize) -> Marks {
         Marks {
-            active: (0..servers).map(|_| ActiveMark::default()).collect(),
-            fails: (0..servers).map(|_| FailMark::default()).collect(),
+            servers: (0..servers).map(|_| Arc::default()).collect(),
         }
     }
 
+    /// Server `idx` shares `from`'s marks of server `from_idx` from now on (a reload keeping
+    /// a server). Out-of-range indexes are ignored.
+    pub(super) fn share(&mut self, idx: usize, from: &Marks, from_idx: usize) {
+        if let (Some(slot), Some(marks)) = (self.servers.get_mut(idx), from.servers.get(from_idx)) {
+            *slot = marks.clone();
+        }
+    }
+
+    fn active_mark(&self, idx: usize) -> Option<&ActiveMark> {
+        self.servers.get(idx).map(|s| &s.active)
+    }
+
+    fn fail_mark(&self, idx: usize) -> Option<&FailMark> {
+        self.servers.get(idx).map(|s| &s.fail)
+    }
+
     pub(super) fn begin(&self, idx: usize) {
-        if let Some(mark) = self.active.get(idx) {
+        if let Some(mark) = self.active_mark(idx) {
             mark.count.fetch_add(1, Relaxed);
         }
     }
 
     /// Never goes below zero: an unmatched `end` must not make a server look saturated.
     pub(super) fn end(&self, idx: usize) {
-        if let Some(mark) = self.active.get(idx) {
+        if let Some(mark) = self.active_mark(idx) {
             let _ = mark
                 .count
                 .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
@@ -74,8 +101,7 @@ impl Marks {
 
     #[inline]
     pub(super) fn active(&self, idx: usize) -> u32 {
-        self.active
-            .get(idx)
+        self.active_mark(idx)
             .map_or(0, |mark| mark.count.load(Relaxed))
     }
 
@@ -84,7 +110,7 @@ impl Marks {
     /// its first failure is over. A server that was marked and has not succeeded since is
     /// re-marked by a single failure, as nginx does for the probe after the timeout.
     pub(super) fn failed(&self, idx: usize, now_ms: u64, max_fails: u32, fail_timeout_ms: u64) {
-        let Some(mark) = self.fails.get(idx) else {
+        let Some(mark) = self.fail_mark(idx) else {
             return;
         };
         if max_fails == 0 {
@@ -123,7 +149,7 @@ impl Marks {
     /// does not write the shared line on every successful request. The current down period,
     /// if any, still runs out: a success of a request sent before the mark proves little.
     pub(super) fn succeeded(&self, idx: usize) {
-        if let Some(mark) = self.fails.get(idx)
+        if let Some(mark) = self.fail_mark(idx)
             && mark.window.load(Relaxed) != 0
         {
             mark.window.store(0, Relaxed);
@@ -133,13 +159,13 @@ impl Marks {
     /// Not marked by passive failures nor by active probes at `now_ms`.
     #[inline]
     pub(super) fn healthy(&self, idx: usize, now_ms: u64) -> bool {
-        self.fails.get(idx).is_some_and(|mark| {
+        self.fail_mark(idx).is_some_and(|mark| {
             !mark.probe_down.load(Relaxed) && now_ms >= mark.down_until.load(Relaxed)
         })
     }
 
     pub(super) fn set_probe_up(&self, idx: usize, up: bool) {
-        if let Some(mark) = self.fails.get(idx) {
+        if let Some(mark) = self.fail_mark(idx) {
             mark.probe_down.store(!up, Relaxed);
         }
     }

@@ -176,6 +176,30 @@ impl Peers {
         }
     }
 
+    /// Carries per-server state over a reload: every server of `self` that `old` also has
+    /// (same address; the n-th occurrence of an address matches the n-th) shares `old`'s marks
+    /// from now on: active counts, passive failure marks and probe verdicts. Call while
+    /// building the new snapshot, before any worker sees it.
+    pub fn inherit(&mut self, old: &Peers) {
+        for idx in 0..self.servers.len() {
+            let addr = self.servers[idx].addr;
+            let nth = self.servers[..idx]
+                .iter()
+                .filter(|s| s.addr == addr)
+                .count();
+            let from = old
+                .servers
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.addr == addr)
+                .nth(nth)
+                .map(|(i, _)| i);
+            if let Some(from) = from {
+                self.marks.share(idx, &old.marks, from);
+            }
+        }
+    }
+
     pub fn policy(&self) -> Policy {
         self.policy
     }

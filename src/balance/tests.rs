@@ -441,3 +441,33 @@ fn seeded_random_operations_never_yield_an_unusable_server() {
     }
     assert!(outcomes.iter().all(|&n| n > 500), "{outcomes:?}");
 }
+
+#[test]
+fn inherit_shares_marks_of_servers_that_stay_and_only_those() {
+    let (a, b, c) = (server(1), server(1), server(1));
+    let old = group(Policy::LeastConn, vec![a.clone(), b.clone()]);
+    old.begin(0);
+    old.failed(1, 1000);
+    let mut new = group(Policy::RoundRobin, vec![c, b.clone(), a.clone()]);
+    new.inherit(&old);
+    // a (now index 2) keeps its active request; b (now 1) keeps its failure mark.
+    assert_eq!(new.active(2), 1);
+    assert!(!new.available(1, 1001));
+    assert_eq!(new.active(0), 0);
+    assert!(new.available(0, 1001));
+    // A request begun on the old snapshot ends on the counter the new one reads.
+    old.end(0);
+    assert_eq!(new.active(2), 0);
+    new.begin(2);
+    assert_eq!(old.active(0), 1);
+}
+
+#[test]
+fn inherit_matches_a_repeated_address_by_occurrence() {
+    let a = server(1);
+    let old = group(Policy::RoundRobin, vec![a.clone(), a.clone()]);
+    old.begin(1);
+    let mut new = group(Policy::RoundRobin, vec![a.clone()]);
+    new.inherit(&old);
+    assert_eq!(new.active(0), 0, "the first occurrence matches the first");
+}

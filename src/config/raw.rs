@@ -28,6 +28,7 @@ pub struct RawRuntime {
     pub driver: Option<RawDriver>,
     pub pid_file: Option<Spanned<String>>,
     pub shutdown_timeout: Option<Spanned<Dur>>,
+    pub shutdown_delay: Option<Spanned<Dur>>,
     pub max_connections: Option<Spanned<i64>>,
 }
 

@@ -90,6 +90,7 @@ fn absent_keys_take_the_documented_defaults() {
     assert_eq!(rt.driver, Driver::Auto);
     assert_eq!(rt.pid_file, None);
     assert_eq!(rt.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(rt.shutdown_delay, Duration::ZERO);
     assert_eq!(rt.max_connections, 100_000);
     assert_eq!(s.log.level, LogLevel::Info);
     assert_eq!(s.log.error_log, LogTarget::Stderr);
@@ -225,13 +226,15 @@ fn syntax_errors_are_reported_with_position() {
 fn runtime_values_are_read() {
     let s = ok(&with_section(
         "[runtime]\nworkers = 3\npin_workers = false\ndriver = \"epoll\"\n\
-         pid_file = \"/tmp/r.pid\"\nshutdown_timeout = \"5s\"\nmax_connections = 10\n",
+         pid_file = \"/tmp/r.pid\"\nshutdown_timeout = \"5s\"\nshutdown_delay = \"2s\"\n\
+         max_connections = 10\n",
     ));
     assert_eq!(s.runtime.workers, 3);
     assert!(!s.runtime.pin_workers);
     assert_eq!(s.runtime.driver, Driver::Epoll);
     assert_eq!(s.runtime.pid_file.as_deref(), Some(Path::new("/tmp/r.pid")));
     assert_eq!(s.runtime.shutdown_timeout, Duration::from_secs(5));
+    assert_eq!(s.runtime.shutdown_delay, Duration::from_secs(2));
     assert_eq!(s.runtime.max_connections, 10);
     let s = ok(&with_section(
         "[runtime]\nworkers = \"auto\"\ndriver = \"io_uring\"\n",

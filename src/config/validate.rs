@@ -99,6 +99,12 @@ fn runtime(r: &mut Report<'_, '_>, raw: Option<&RawRuntime>) -> RuntimeSettings 
             Duration::from_secs(30),
             Zero::Allowed,
         ),
+        shutdown_delay: r.dur(
+            &raw.shutdown_delay,
+            "runtime.shutdown_delay",
+            Duration::ZERO,
+            Zero::Allowed,
+        ),
         max_connections: r.int(
             &raw.max_connections,
             "runtime.max_connections",

@@ -1,98 +1,174 @@
-//! Signals, handled on the main thread: SIGINT/SIGTERM stop now; the others are reserved
-//! for reload, graceful drain and log reopening.
+//! The control plane, on the main thread: signals → reload / drain / upgrade / reopen.
 //!
-//! Signals are blocked in every thread (the mask is set before any thread starts and is
-//! inherited), and the main thread takes them synchronously with `sigwait`, so no handler
-//! ever runs inside a worker's event loop.
+//! Read top to bottom, the way `http/` reads for the data path:
+//! - [`signals`]: the handled signals are blocked everywhere and taken here with
+//!   `sigtimedwait`; inherited "ignore" dispositions are undone.
+//! - [`listeners`]: the control thread owns every listening socket; workers accept on
+//!   duplicates.
+//! - [`reload`]: SIGHUP → `config::load` → `Snapshot::inherit` → `ListenerSet::update` →
+//!   `ArcSwap::store` → `WorkerMsg::Reload` to each worker.
+//! - [`stop`]: SIGTERM/SIGINT (stop now) and SIGQUIT (drain), both closing the listening
+//!   sockets before the process exits.
+//! - [`upgrade`]: SIGUSR2 → start the binary again with the listening sockets → drain.
+//! - [`state`]: what the admin listener reads (draining, reload counts).
+//!
+//! Threads: the main thread runs [`run`] and owns everything here. Workers only ever see
+//! the snapshot (`ArcSwap`) and their inbox ([`crate::worker::inbox`]).
+
+pub mod listeners;
+pub mod reload;
+pub mod signals;
+pub mod state;
+pub mod stop;
+pub mod upgrade;
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// The signals ringway handles.
-const SIGNALS: [libc::c_int; 5] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-];
+use arc_swap::ArcSwap;
 
-fn signal_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset initialise and fill a sigset_t we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for s in SIGNALS {
-            libc::sigaddset(&mut set, s);
-        }
-        set
-    }
+use crate::runtime::Running;
+use crate::snapshot::Snapshot;
+use listeners::ListenerSet;
+use signals::Request;
+
+/// What a previous binary handed over on upgrade; empty in a process started otherwise.
+#[derive(Default)]
+pub struct Handover {
+    pub inherited: listeners::Inherited,
+    pub ready: Option<upgrade::ReadyPipe>,
 }
 
-/// Blocks the handled signals in the calling thread and every thread it starts later.
-/// Call first thing in `main`.
-pub fn block_signals() -> io::Result<()> {
-    let set = signal_set();
-    // SAFETY: a valid, initialised set; the old mask is not needed.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    Ok(())
-}
-
-/// Waits for the next handled signal.
-fn wait() -> libc::c_int {
-    let set = signal_set();
-    let mut sig: libc::c_int = 0;
-    loop {
-        // SAFETY: valid set and out pointer; sigwait only writes `sig`.
-        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
-            return sig;
+impl Handover {
+    /// Takes the sockets and the ready pipe from the environment. Call first thing in
+    /// `main`, before any other thread starts.
+    pub fn from_env() -> Handover {
+        Handover {
+            inherited: listeners::Inherited::from_env(),
+            ready: upgrade::ReadyPipe::from_env(),
         }
     }
 }
 
-/// Runs until a stop signal arrives, then removes the pid file.
-pub fn run(pid_file: Option<&Path>) {
+/// How often the control thread looks up from `sigtimedwait` (an upgrade's progress).
+const TICK: Duration = Duration::from_millis(50);
+
+/// Everything the control thread owns while the process serves.
+pub struct Control {
+    pub current: Arc<ArcSwap<Snapshot>>,
+    pub listeners: ListenerSet,
+    pub running: Running,
+    /// The binary this process was started from, resolved at start-up (the file may be
+    /// replaced by the time of an upgrade).
+    pub exe: Option<PathBuf>,
+    /// Generation numbers are never reused, also after a failed reload.
+    generation: u64,
+}
+
+impl Control {
+    pub fn new(
+        current: Arc<ArcSwap<Snapshot>>,
+        listeners: ListenerSet,
+        running: Running,
+    ) -> Control {
+        let generation = current.load().generation;
+        Control {
+            current,
+            listeners,
+            running,
+            exe: std::env::current_exe().ok(),
+            generation,
+        }
+    }
+
+    /// A new generation number for a reload attempt.
+    fn new_generation(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    fn pid_file(&self) -> Option<PathBuf> {
+        self.current.load().runtime.pid_file.clone()
+    }
+}
+
+/// Serves until a stop: handles every signal on this thread. Returns when the process
+/// should exit (listeners already closed, pid file removed when it is still ours).
+pub fn run(mut ctl: Control) {
     loop {
-        match wait() {
-            libc::SIGINT | libc::SIGTERM | libc::SIGQUIT => {
+        let Some(request) = signals::wait(TICK) else {
+            continue;
+        };
+        match request {
+            Request::Stop => {
                 crate::info!("stopping");
+                stop::now(&ctl);
                 break;
             }
-            libc::SIGHUP => crate::warn!(
-                "SIGHUP: reload is not implemented yet; keeping the running configuration"
-            ),
-            libc::SIGUSR1 => crate::info!("SIGUSR1: no log files to reopen"),
-            other => crate::debug!("ignoring signal {other}"),
+            Request::Quit => {
+                crate::info!("graceful stop: draining");
+                stop::drain(&ctl, false);
+                break;
+            }
+            Request::Reload => {
+                reload::reload(&mut ctl);
+            }
+            Request::Reopen => crate::info!("SIGUSR1: reopening log files"),
+            Request::Upgrade => {
+                if upgrade::upgrade(&ctl) {
+                    stop::drain(&ctl, true);
+                    break;
+                }
+            }
         }
     }
-    if let Some(path) = pid_file {
+    if let Some(path) = ctl.pid_file() {
+        remove_pid_file_if_ours(&path);
+    }
+}
+
+/// Runs until a stop signal, with nothing to reload or drain (the `backend` subcommand).
+pub fn wait_for_stop() {
+    loop {
+        if matches!(signals::wait(TICK), Some(Request::Stop | Request::Quit)) {
+            return;
+        }
+    }
+}
+
+/// Writes this process's pid to `path` (replaced atomically: an upgrade's old process may
+/// read it at any moment).
+pub fn write_pid_file(path: &Path) -> io::Result<()> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The pid in `path`, if it holds one.
+pub fn read_pid_file(path: &Path) -> Option<libc::pid_t> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// Removes the pid file unless another process (a new binary after an upgrade) owns it now.
+fn remove_pid_file_if_ours(path: &Path) {
+    if read_pid_file(path) == Some(std::process::id() as libc::pid_t) {
         let _ = std::fs::remove_file(path);
     }
 }
 
-/// Writes this process's pid to `path`.
-pub fn write_pid_file(path: &Path) -> io::Result<()> {
-    std::fs::write(path, format!("{}\n", std::process::id()))
-}
-
 /// `ringway -s NAME`: sends the signal for NAME to the pid in `pid_file`.
 pub fn send(name: &str, pid_file: &Path) -> Result<(), String> {
-    let sig = match name {
-        "reload" => libc::SIGHUP,
-        "stop" => libc::SIGTERM,
-        "quit" => libc::SIGQUIT,
-        "reopen" => libc::SIGUSR1,
-        other => {
-            return Err(format!(
-                "unknown signal {other:?}: use reload, stop, quit or reopen"
-            ));
-        }
-    };
-    let text = std::fs::read_to_string(pid_file)
-        .map_err(|e| format!("cannot read pid file {}: {e}", pid_file.display()))?;
+    let sig = Request::signal_for(name).ok_or_else(|| {
+        format!("unknown signal {name:?}: use reload, stop, quit, reopen or upgrade")
+    })?;
+    let text = std::fs::read_to_string(pid_file).map_err(|e| {
+        format!(
+            "no running instance: cannot read pid file {}: {e}",
+            pid_file.display()
+        )
+    })?;
     let pid: libc::pid_t = text
         .trim()
         .parse()
@@ -100,7 +176,7 @@ pub fn send(name: &str, pid_file: &Path) -> Result<(), String> {
     // SAFETY: kill(2) with a pid read from the pid file and a valid signal number.
     if unsafe { libc::kill(pid, sig) } != 0 {
         return Err(format!(
-            "cannot signal pid {pid}: {}",
+            "no running instance: cannot signal pid {pid}: {}",
             io::Error::last_os_error()
         ));
     }

@@ -43,8 +43,9 @@ enum HeadWait {
     Reject(u16),
 }
 
-/// Serves one client connection until it closes, errs, or must not be kept.
-pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, listener: usize) {
+/// Serves one client connection, accepted on the listener bound to `bind`, until it closes,
+/// errs, or must not be kept.
+pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bind: SocketAddr) {
     let mut conn = Downstream {
         stream,
         peer,
@@ -56,17 +57,32 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, lis
     };
     let mut served = 0u32;
     loop {
-        let local = worker.snapshot();
-        let Some(spec) = local.snap.listeners.get(listener) else {
+        if served > 0 && worker.must_close(bind) {
+            return;
+        }
+        let waited = worker.snapshot();
+        let Some(spec) = waited.snap.listener_by_bind(bind) else {
             return;
         };
-        let head = match read_head(&mut conn, spec, served > 0).await {
+        let head = match read_head(worker, &mut conn, spec, served > 0).await {
             Ok(head) => head,
             Err(HeadWait::Closed) => return,
             Err(HeadWait::Reject(status)) => {
                 send_error(&mut conn, status, true, false).await;
                 return;
             }
+        };
+        // The head may have waited through a reload: the request uses the configuration
+        // current now, unless the reload removed this listener (then it finishes on the one
+        // it arrived under, and the connection closes after it).
+        let current = worker.snapshot();
+        let local = if current.snap.listener_by_bind(bind).is_some() {
+            current
+        } else {
+            waited
+        };
+        let Some(spec) = local.snap.listener_by_bind(bind) else {
+            return;
         };
         served += 1;
         conn.up_in = Inbound::from_vec(worker.lend_buffer(STREAM_CHUNK));
@@ -100,6 +116,7 @@ pub enum After {
 /// keep-alive connection waits up to `keepalive_timeout` for the first byte; then the whole
 /// head must arrive within `client_header_timeout`.
 async fn read_head(
+    worker: &Worker,
     conn: &mut Downstream,
     spec: &Listener,
     idle_first: bool,
@@ -136,7 +153,21 @@ async fn read_head(
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match conn.inbound.fill(&mut conn.stream, READ_CHUNK, left).await {
+        // Between requests the connection is idle: a drain or a removed listener may close it.
+        let slot = if idle {
+            use std::os::fd::AsRawFd;
+            match worker.enter_idle(spec.bind, conn.stream.as_raw_fd()) {
+                Some(slot) => Some(slot),
+                None => return Err(HeadWait::Closed),
+            }
+        } else {
+            None
+        };
+        let filled = conn.inbound.fill(&mut conn.stream, READ_CHUNK, left).await;
+        if let Some(slot) = slot {
+            worker.leave_idle(slot);
+        }
+        match filled {
             Ok(0) => return Err(HeadWait::Closed),
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut && !idle => {
@@ -215,8 +246,10 @@ async fn handle(
         request_length: head.len as u64,
     };
     // nginx: `keepalive_timeout 0` turns client keep-alive off, and says so.
-    let keep_alive =
-        head.keep_alive && served < spec.keepalive_requests && !spec.keepalive_timeout.is_zero();
+    let keep_alive = head.keep_alive
+        && served < spec.keepalive_requests
+        && !spec.keepalive_timeout.is_zero()
+        && !worker.must_close(spec.bind);
     let outcome = attempt::run(
         worker, local, spec, group_id, conn, &mut vars, &mut body, keep_alive,
     )

@@ -87,6 +87,12 @@ impl LocalPool {
         self.idle.retain(|_, list| !list.is_empty());
     }
 
+    /// Closes idle connections to every server for which `keep` does not hold (servers a
+    /// reload removed).
+    pub fn retain_servers(&mut self, keep: impl Fn(SocketAddr) -> bool) {
+        self.idle.retain(|addr, _| keep(*addr));
+    }
+
     /// Idle connections to `addr` (for tests and status).
     pub fn idle_count(&self, addr: SocketAddr) -> usize {
         self.idle.get(&addr).map_or(0, Vec::len)
@@ -143,6 +149,31 @@ mod tests {
         assert_eq!(pool.idle_count(key), 1);
         pool.sweep(1000);
         assert_eq!(pool.idle_count(key), 0);
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn retain_servers_closes_idle_connections_to_removed_servers() {
+        let (a, mut peer_a) = pair();
+        let (b, _peer_b) = pair();
+        let (addr_a, addr_b) = (a.peer_addr().unwrap(), b.peer_addr().unwrap());
+        let mut pool = LocalPool::default();
+        pool.checkin(addr_a, Pooled::fresh(a), 4, 1000, 1);
+        pool.checkin(addr_b, Pooled::fresh(b), 4, 1000, 1);
+        pool.retain_servers(|addr| addr == addr_b);
+        assert_eq!(pool.idle_count(addr_a), 0);
+        assert_eq!(pool.idle_count(addr_b), 1);
+        // Let the runtime carry out the close before looking from the other side.
+        monoio::time::sleep(std::time::Duration::from_millis(20)).await;
+        peer_a
+            .set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        use std::io::Read;
+        let mut buf = [0u8; 1];
+        assert_eq!(
+            peer_a.read(&mut buf).unwrap(),
+            0,
+            "the server sees the close"
+        );
     }
 
     #[monoio::test_all]

@@ -1,0 +1,125 @@
+//! Accepting on one listening socket, and stopping that without losing a connection.
+//!
+//! An io_uring accept that is merely dropped may still complete in the kernel, and the
+//! connection it took would then be lost (and, at exit, a pending accept keeps the socket
+//! accepting until the ring is torn down). So stopping is explicit: [`Acceptor::stop`]
+//! cancels the pending accept, the loop awaits it to the end (a connection that raced the
+//! cancel is served), takes whatever else waits in its queue, and only then lets go of the
+//! socket: shut (refusing new connections at once) when the listener goes away, or merely
+//! closed when a new binary has the same socket and will accept from its queue.
+
+use std::cell::{Cell, RefCell};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use monoio::io::Canceller;
+use monoio::net::{TcpListener, TcpStream};
+
+use super::Worker;
+
+/// Pause after an accept error (EMFILE and the like) so a full fd table does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+/// How an accept loop lets go of its socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopMode {
+    /// The listener is gone: take what is queued, then shut the socket.
+    Close,
+    /// A new binary shares the socket: stop accepting and leave the queue to it.
+    Handover,
+}
+
+/// The control side of one running accept loop.
+pub struct Acceptor {
+    pub bind: SocketAddr,
+    stop: Cell<Option<StopMode>>,
+    canceller: RefCell<Canceller>,
+}
+
+impl Acceptor {
+    /// Starts accepting on `listener` (a duplicate of a control-thread socket for `bind`).
+    pub fn spawn(
+        worker: &Rc<Worker>,
+        bind: SocketAddr,
+        listener: StdListener,
+    ) -> Option<Rc<Acceptor>> {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                crate::error!("worker {}: listener {bind}: {e}", worker.id);
+                return None;
+            }
+        };
+        let acceptor = Rc::new(Acceptor {
+            bind,
+            stop: Cell::new(None),
+            canceller: RefCell::new(Canceller::new()),
+        });
+        monoio::spawn(accept_loop(worker.clone(), listener, acceptor.clone()));
+        Some(acceptor)
+    }
+
+    /// Asks the loop to stop; it finishes on its own (see the module doc).
+    pub fn stop(&self, mode: StopMode) {
+        if self.stop.get().is_none() {
+            self.stop.set(Some(mode));
+            let canceller = std::mem::take(&mut *self.canceller.borrow_mut());
+            drop(canceller.cancel());
+        }
+    }
+}
+
+async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, ctl: Rc<Acceptor>) {
+    while ctl.stop.get().is_none() {
+        let handle = ctl.canceller.borrow().handle();
+        match listener.cancelable_accept(handle).await {
+            Ok((stream, peer)) => admit(&worker, stream, peer, ctl.bind),
+            Err(_) if ctl.stop.get().is_some() => break,
+            Err(e) => {
+                crate::warn!("worker {}: accept on {}: {e}", worker.id, ctl.bind);
+                monoio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    }
+    if ctl.stop.get() == Some(StopMode::Close) {
+        take_queued(&worker, &listener, ctl.bind);
+        // SAFETY: shutdown(2) on the listening socket this loop owns; nothing else of
+        // this worker uses it any more.
+        unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
+    }
+}
+
+/// Accepts, without waiting, every connection already in the socket's queue.
+fn take_queued(worker: &Rc<Worker>, listener: &TcpListener, bind: SocketAddr) {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a second view of the listening socket for a non-blocking accept(2); it is
+    // never dropped (ManuallyDrop), so the descriptor stays owned by `listener`.
+    let std_view =
+        std::mem::ManuallyDrop::new(unsafe { StdListener::from_raw_fd(listener.as_raw_fd()) });
+    if std_view.set_nonblocking(true).is_err() {
+        return;
+    }
+    while let Ok((stream, peer)) = std_view.accept() {
+        match TcpStream::from_std(stream) {
+            Ok(stream) => admit(worker, stream, peer, bind),
+            Err(e) => crate::warn!("worker {}: queued connection from {peer}: {e}", worker.id),
+        }
+    }
+}
+
+/// Counts the connection against `runtime.max_connections` and serves it.
+fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bind: SocketAddr) {
+    let max = worker.snapshot().snap.runtime.max_connections;
+    let Some(slot) = super::ConnectionSlot::take(worker, max) else {
+        // Over the limit: closing at once is cheaper for everyone than queueing.
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    let worker = worker.clone();
+    monoio::spawn(async move {
+        crate::http::proxy::serve(&worker, stream, peer, bind).await;
+        drop(slot);
+    });
+}

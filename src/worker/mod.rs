@@ -1,0 +1,313 @@
+//! One worker: its snapshot cache, pool and balancer cursors, its accept loops, and its
+//! inbox of control messages.
+//!
+//! Everything here is `!Send` and owned by one thread. The only shared things a worker
+//! touches per request are the snapshot (an `ArcSwap` load, refreshed when the generation
+//! changes) and the process-wide balancer marks inside it. The control thread reaches a
+//! worker only through its [`inbox`]: reloads (listeners to open and close), drains, flushes.
+
+pub mod accept;
+mod idle;
+pub mod inbox;
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::balance::LocalCursor;
+use crate::clock::now_ms;
+use crate::snapshot::{Mode, Snapshot};
+use crate::upstream::pool::LocalPool;
+use accept::{Acceptor, StopMode};
+use idle::IdleSet;
+pub use idle::IdleSlot;
+use inbox::{Inbox, InboxEnd, WorkerMsg};
+
+/// Client connections open in the whole process (for `runtime.max_connections`).
+static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// Spare streaming buffers a worker keeps (about 80 KiB each).
+const SPARE_BUFFERS: usize = 256;
+/// How often idle pooled connections are checked for expiry.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often a draining worker looks whether its last connection has ended.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
+
+/// A snapshot as one worker sees it, with the worker's own balancer cursors for it.
+pub struct LocalSnapshot {
+    pub snap: Arc<Snapshot>,
+    /// One cursor per group, same index as `snap.groups`.
+    pub cursors: Vec<RefCell<LocalCursor>>,
+}
+
+/// Per-worker state shared by all connections of this worker.
+pub struct Worker {
+    pub id: usize,
+    /// "io_uring" or "epoll".
+    pub driver: &'static str,
+    current: Arc<ArcSwap<Snapshot>>,
+    local: RefCell<Rc<LocalSnapshot>>,
+    pub pool: RefCell<LocalPool>,
+    /// Spare streaming buffers, lent to a connection for the length of one request.
+    pub buffers: RefCell<Vec<Vec<u8>>>,
+    /// Running accept loops, one per listening socket.
+    acceptors: RefCell<Vec<Rc<Acceptor>>>,
+    /// Listeners removed by a reload whose connections must close after their current
+    /// request (rarely non-empty; a bind that comes back is taken off again).
+    closing: RefCell<Vec<SocketAddr>>,
+    /// A graceful stop has begun: every connection closes after its current request.
+    draining: Cell<bool>,
+    /// Client connections of this worker (a drain ends when none is left).
+    connections: Cell<usize>,
+    /// Connections waiting between keep-alive requests.
+    idle: RefCell<IdleSet>,
+}
+
+impl Worker {
+    fn new(id: usize, driver: &'static str, current: Arc<ArcSwap<Snapshot>>) -> Worker {
+        let local = RefCell::new(Rc::new(local_snapshot(current.load_full(), id)));
+        Worker {
+            id,
+            driver,
+            current,
+            local,
+            pool: RefCell::new(LocalPool::default()),
+            buffers: RefCell::new(Vec::new()),
+            acceptors: RefCell::new(Vec::new()),
+            closing: RefCell::new(Vec::new()),
+            draining: Cell::new(false),
+            connections: Cell::new(0),
+            idle: RefCell::new(IdleSet::default()),
+        }
+    }
+
+    /// A streaming buffer of at least `capacity` bytes, reused when one is spare.
+    pub fn lend_buffer(&self, capacity: usize) -> Vec<u8> {
+        match self.buffers.borrow_mut().pop() {
+            Some(buf) if buf.capacity() >= capacity => buf,
+            _ => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Takes back a buffer from `lend_buffer`; beyond `SPARE_BUFFERS` it is freed.
+    pub fn return_buffer(&self, mut buf: Vec<u8>) {
+        let mut spare = self.buffers.borrow_mut();
+        if spare.len() < SPARE_BUFFERS && buf.capacity() > 0 {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+
+    /// The snapshot to use for the next request: the current one, with this worker's cursors.
+    /// Cheap when nothing changed (one `ArcSwap` load and a generation compare).
+    pub fn snapshot(&self) -> Rc<LocalSnapshot> {
+        let generation = self.current.load().generation;
+        let mut local = self.local.borrow_mut();
+        if local.snap.generation != generation {
+            *local = Rc::new(local_snapshot(self.current.load_full(), self.id));
+        }
+        local.clone()
+    }
+
+    /// Whether a connection accepted on `bind` must close after its current request: the
+    /// worker drains, or a reload removed the listener.
+    pub fn must_close(&self, bind: SocketAddr) -> bool {
+        self.draining.get() || {
+            let closing = self.closing.borrow();
+            !closing.is_empty() && closing.contains(&bind)
+        }
+    }
+
+    /// Registers a connection as idle between requests (see [`IdleSet`]); `None` when it
+    /// should not wait at all.
+    pub fn enter_idle(&self, bind: SocketAddr, fd: std::os::fd::RawFd) -> Option<IdleSlot> {
+        (!self.must_close(bind)).then(|| self.idle.borrow_mut().enter(bind, fd))
+    }
+
+    pub fn leave_idle(&self, slot: IdleSlot) {
+        self.idle.borrow_mut().leave(slot);
+    }
+
+    /// Handles one control message. Returns the drain deadline when the worker must end.
+    fn apply(self: &Rc<Self>, msg: WorkerMsg) -> Option<(Instant, bool)> {
+        match msg {
+            WorkerMsg::Reload { listen, unlisten } => {
+                // Refresh now, not on the next request: an idle worker must also let go of
+                // pooled connections to removed servers.
+                let local = self.snapshot();
+                self.pool
+                    .borrow_mut()
+                    .retain_servers(|addr| local.snap.has_server(addr));
+                self.closing
+                    .borrow_mut()
+                    .retain(|b| local.snap.listener_by_bind(*b).is_none());
+                for bind in unlisten {
+                    self.stop_accepting(|b| b == bind, StopMode::Close);
+                    self.closing.borrow_mut().push(bind);
+                }
+                let closing = self.closing.borrow().clone();
+                self.idle.borrow_mut().close_where(|b| closing.contains(&b));
+                for (bind, listener) in listen {
+                    self.start_accepting(&local.snap, bind, listener);
+                }
+                None
+            }
+            WorkerMsg::Drain { handover, deadline } => {
+                self.draining.set(true);
+                let mode = if handover {
+                    StopMode::Handover
+                } else {
+                    StopMode::Close
+                };
+                self.stop_accepting(|_| true, mode);
+                self.idle.borrow_mut().close_where(|_| true);
+                Some((deadline, handover))
+            }
+            WorkerMsg::Flush(done) => {
+                let _ = done.send(());
+                None
+            }
+        }
+    }
+
+    fn start_accepting(
+        self: &Rc<Self>,
+        snap: &Snapshot,
+        bind: SocketAddr,
+        listener: std::net::TcpListener,
+    ) {
+        if snap
+            .listener_by_bind(bind)
+            .is_some_and(|l| l.mode == Mode::Tcp)
+        {
+            crate::warn!("listener on {bind}: tcp mode is not served yet; not accepting");
+            return;
+        }
+        if let Some(acceptor) = Acceptor::spawn(self, bind, listener) {
+            self.acceptors.borrow_mut().push(acceptor);
+        }
+    }
+
+    fn stop_accepting(&self, which: impl Fn(SocketAddr) -> bool, mode: StopMode) {
+        self.acceptors.borrow_mut().retain(|a| {
+            let stop = which(a.bind);
+            if stop {
+                a.stop(mode);
+            }
+            !stop
+        });
+    }
+}
+
+fn local_snapshot(snap: Arc<Snapshot>, worker: usize) -> LocalSnapshot {
+    let cursors = snap
+        .groups
+        .iter()
+        // The worker index as seed: worker 0 starts where nginx would, the others further
+        // along, so workers do not send their first requests to the same server.
+        .map(|g| RefCell::new(LocalCursor::new(&g.peers, worker as u64)))
+        .collect();
+    LocalSnapshot { snap, cursors }
+}
+
+/// The worker's main future: accept loops on `listeners`, the pool sweeper, and the inbox.
+/// Returns when a drain is over (or the control thread is gone).
+pub async fn run(
+    id: usize,
+    driver: &'static str,
+    current: Arc<ArcSwap<Snapshot>>,
+    listeners: Vec<(SocketAddr, std::net::TcpListener)>,
+    inbox: InboxEnd,
+) {
+    let worker = Rc::new(Worker::new(id, driver, current));
+    let snap = worker.snapshot().snap.clone();
+    for (bind, listener) in listeners {
+        worker.start_accepting(&snap, bind, listener);
+    }
+    drop(snap);
+    monoio::spawn(sweep_loop(worker.clone()));
+    let mut inbox: Inbox = match inbox.open() {
+        Ok(inbox) => inbox,
+        Err(e) => {
+            crate::error!("worker {id}: control inbox: {e}");
+            return;
+        }
+    };
+    while let Some(msg) = inbox.next().await {
+        if let Some((deadline, handover)) = worker.apply(msg) {
+            drain(&worker, &mut inbox, deadline, handover).await;
+            return;
+        }
+    }
+}
+
+/// Waits until the worker's last connection has ended or `deadline` passes. Messages that
+/// still arrive (a flush) are answered meanwhile.
+async fn drain(worker: &Rc<Worker>, inbox: &mut Inbox, deadline: Instant, handover: bool) {
+    crate::debug!(
+        "worker {}: draining {} connection(s){}",
+        worker.id,
+        worker.connections.get(),
+        if handover { " after handing over" } else { "" }
+    );
+    let watch = async {
+        while worker.connections.get() > 0 && Instant::now() < deadline {
+            monoio::time::sleep(DRAIN_POLL).await;
+        }
+    };
+    let mut watch = std::pin::pin!(watch);
+    loop {
+        monoio::select! {
+            _ = &mut watch => break,
+            msg = inbox.next() => match msg {
+                Some(msg) => { worker.apply(msg); }
+                None => { (&mut watch).await; break; }
+            },
+        }
+    }
+    let left = worker.connections.get();
+    if left > 0 {
+        crate::warn!(
+            "worker {}: shutdown_timeout reached with {left} connection(s) open; closing them",
+            worker.id
+        );
+    }
+}
+
+async fn sweep_loop(worker: Rc<Worker>) {
+    loop {
+        monoio::time::sleep(SWEEP_EVERY).await;
+        worker.pool.borrow_mut().sweep(now_ms());
+    }
+}
+
+/// One counted client connection; the counts go down when it is dropped.
+struct ConnectionSlot {
+    worker: Rc<Worker>,
+}
+
+impl ConnectionSlot {
+    fn take(worker: &Rc<Worker>, max: usize) -> Option<ConnectionSlot> {
+        if CONNECTIONS.fetch_add(1, Ordering::Relaxed) >= max {
+            CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        worker.connections.set(worker.connections.get() + 1);
+        Some(ConnectionSlot {
+            worker: worker.clone(),
+        })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+        let n = &self.worker.connections;
+        n.set(n.get().saturating_sub(1));
+    }
+}
