@@ -490,7 +490,9 @@ async fn respond(
         };
     }
     let (up_framing, down) = framing(&resp, client_version);
-    let keep_alive = keep_alive && !upgrade && down != DownFraming::Close;
+    // A drain or reload that began while the server worked still gets its Connection: close.
+    let keep_alive =
+        keep_alive && !upgrade && down != DownFraming::Close && !worker.must_close(spec.bind);
     vars.status = resp.status;
     let mut out = std::mem::take(&mut conn.out);
     out.clear();

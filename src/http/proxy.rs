@@ -265,7 +265,7 @@ async fn handle(
         }
         Outcome::Error { status, close } => {
             // The request stream is intact only if the whole body was read.
-            let close = close || !body.complete || !keep_alive;
+            let close = close || !body.complete || !keep_alive || worker.must_close(spec.bind);
             send_error(conn, status, close, head_only).await;
             if close {
                 After::Close

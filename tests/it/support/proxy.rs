@@ -50,6 +50,10 @@ pub struct Proxy {
     /// `$BIND2`, `$BIND3`, ... in the order they appear, when used.
     pub extra: Vec<SocketAddr>,
     pub config: PathBuf,
+    /// The generated `[runtime]` and `[log]` part of the config, kept for rewrites.
+    header: String,
+    /// Placeholder → address, so a rewritten config keeps every address it had.
+    binds: Vec<(String, SocketAddr)>,
     stderr: PathBuf,
     pub dir: TempDir,
     exited: Option<ExitStatus>,
@@ -80,17 +84,43 @@ impl Proxy {
     /// Like [`Proxy::start`] with `runtime` (lines of `[runtime]` keys, e.g. `workers = 2`)
     /// in the `[runtime]` table.
     pub fn start_runtime(driver: &str, runtime: &str, toml: &str) -> Proxy {
+        Proxy::launch(driver, runtime, toml, None)
+    }
+
+    /// Like [`Proxy::start_runtime`], but started as a shell script starts a job with `&`:
+    /// through `sh`, with `trap '' <signals>` (ignored dispositions, inherited by `exec`).
+    pub fn start_with_ignored(driver: &str, runtime: &str, toml: &str, signals: &str) -> Proxy {
+        Proxy::launch(driver, runtime, toml, Some(signals))
+    }
+
+    fn launch(driver: &str, runtime: &str, toml: &str, ignored: Option<&str>) -> Proxy {
         let dir = TempDir::new();
-        let (body, addr, extra) = bind_placeholders(toml);
+        let mut binds = Vec::new();
+        let body = bind_placeholders(toml, &mut binds);
+        let (addr, extra) = first_and_extra(&binds);
         let level = std::env::var("RINGWAY_IT_LOG").unwrap_or_else(|_| "info".into());
-        let text = format!(
+        let shutdown = if runtime.contains("shutdown_timeout") {
+            ""
+        } else {
+            "shutdown_timeout = \"1s\"\n"
+        };
+        let header = format!(
             "[runtime]\ndriver = \"{driver}\"\n{runtime}\n\
-             pid_file = \"{}\"\nshutdown_timeout = \"1s\"\n\n[log]\nlevel = \"{level}\"\n\n{body}",
+             pid_file = \"{}\"\n{shutdown}\n[log]\nlevel = \"{level}\"\n\n",
             dir.path.join("ringway.pid").display()
         );
-        let config = dir.write("ringway.toml", &text);
+        let config = dir.write("ringway.toml", &format!("{header}{body}"));
         let stderr = dir.path.join("stderr.log");
-        let child = Command::new(binary())
+        let mut command = match ignored {
+            None => Command::new(binary()),
+            Some(signals) => {
+                let mut sh = Command::new("sh");
+                let script = format!("trap '' {signals}; exec \"$0\" \"$@\"");
+                sh.arg("-c").arg(script).arg(binary());
+                sh
+            }
+        };
+        let child = command
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())
@@ -103,6 +133,8 @@ impl Proxy {
             addr,
             extra,
             config,
+            header,
+            binds,
             stderr,
             dir,
             exited: None,
@@ -137,6 +169,57 @@ impl Proxy {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Rewrites the config file with `toml` in place of the body it was started with (same
+    /// `[runtime]`; `$BIND`.. placeholders keep their addresses, new ones get fresh ports).
+    /// The running proxy sees it only when told (`reload`).
+    pub fn rewrite(&mut self, toml: &str) {
+        let body = bind_placeholders(toml, &mut self.binds);
+        (self.addr, self.extra) = first_and_extra(&self.binds);
+        fs::write(&self.config, format!("{}{body}", self.header)).expect("rewrite config");
+    }
+
+    /// Writes raw text (not even a `[runtime]` table) as the config file.
+    pub fn rewrite_raw(&self, text: &str) {
+        fs::write(&self.config, text).expect("rewrite config");
+    }
+
+    /// The address a placeholder (`$BIND`, `$BIND2`, ..) stands for.
+    pub fn bind(&self, placeholder: &str) -> SocketAddr {
+        self.binds
+            .iter()
+            .find(|(k, _)| k == placeholder)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no {placeholder} in this proxy's config"))
+    }
+
+    /// Lines of stderr containing `needle`.
+    pub fn stderr_count(&self, needle: &str) -> usize {
+        self.stderr().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Rewrites the config, sends SIGHUP and waits (bounded) until the proxy logs that
+    /// the reload took effect; panics with stderr if it did not.
+    pub fn reload(&mut self, toml: &str) {
+        let before = self.stderr_count("reloaded ");
+        self.rewrite(toml);
+        self.signal(libc::SIGHUP);
+        if !super::wait_until(Duration::from_secs(5), || {
+            self.stderr_count("reloaded ") > before
+        }) {
+            self.described = true;
+            panic!("the reload did not take effect\n{}", self.describe());
+        }
+    }
+
+    /// The pid in the pid file (after an upgrade, the new process's).
+    pub fn pid_file_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.dir.path.join("ringway.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     pub fn pid(&self) -> u32 {
@@ -205,26 +288,53 @@ impl Drop for Proxy {
                 "ringway was still running (killed)".to_string()
             }
         };
+        // After an upgrade the process serving is the one the pid file names.
+        if let Some(pid) = self.pid_file_pid()
+            && pid != self.child.id()
+        {
+            // SAFETY: kill(2) on the process a test's own proxy started by upgrading.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+        }
         if std::thread::panicking() && !self.described {
             eprintln!("{state}\n{}", self.describe());
         }
     }
 }
 
-/// Replaces `$BIND` and `$BIND2`..`$BIND9` with fresh 127.0.0.1 addresses.
-fn bind_placeholders(toml: &str) -> (String, SocketAddr, Vec<SocketAddr>) {
+/// Replaces `$BIND` and `$BIND2`..`$BIND9` with 127.0.0.1 addresses: the ones already in
+/// `binds`, or fresh ones (then recorded there).
+fn bind_placeholders(toml: &str, binds: &mut Vec<(String, SocketAddr)>) -> String {
     let mut text = toml.to_string();
-    let mut extra = Vec::new();
+    let mut address = |key: &str| -> SocketAddr {
+        if let Some((_, a)) = binds.iter().find(|(k, _)| k == key) {
+            return *a;
+        }
+        let a = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        binds.push((key.to_string(), a));
+        a
+    };
     for n in 2..=9 {
         let key = format!("$BIND{n}");
         if text.contains(&key) {
-            let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+            let addr = address(&key);
             text = text.replace(&key, &addr.to_string());
-            extra.push(addr);
         }
     }
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    (text.replace("$BIND", &addr.to_string()), addr, extra)
+    let addr = address("$BIND");
+    text.replace("$BIND", &addr.to_string())
+}
+
+/// `$BIND` and the numbered ones in order.
+fn first_and_extra(binds: &[(String, SocketAddr)]) -> (SocketAddr, Vec<SocketAddr>) {
+    let mut numbered: Vec<&(String, SocketAddr)> =
+        binds.iter().filter(|(k, _)| k != "$BIND").collect();
+    numbered.sort_by_key(|(k, _)| k[5..].parse::<u32>().unwrap_or(0));
+    let first = binds
+        .iter()
+        .find(|(k, _)| k == "$BIND")
+        .map(|(_, a)| *a)
+        .expect("$BIND is always assigned");
+    (first, numbered.into_iter().map(|(_, a)| *a).collect())
 }
 
 /// Runs `cmd` to completion with stdout and stderr captured, killing it after `within`.
