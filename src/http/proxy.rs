@@ -56,12 +56,16 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
         key: Vec::new(),
     };
     let mut served = 0u32;
+    // The newest snapshot that still has this listener: after a reload removed it, the
+    // connection finishes what it was promised (a keep-alive response means one more
+    // request may come) on the configuration it had.
+    let mut local = worker.snapshot();
     loop {
-        if served > 0 && worker.must_close(bind) {
-            return;
+        let fresh = worker.snapshot();
+        if fresh.snap.listener_by_bind(bind).is_some() {
+            local = fresh;
         }
-        let waited = worker.snapshot();
-        let Some(spec) = waited.snap.listener_by_bind(bind) else {
+        let Some(spec) = local.snap.listener_by_bind(bind) else {
             return;
         };
         let head = match read_head(worker, &mut conn, spec, served > 0).await {
@@ -73,14 +77,11 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
             }
         };
         // The head may have waited through a reload: the request uses the configuration
-        // current now, unless the reload removed this listener (then it finishes on the one
-        // it arrived under, and the connection closes after it).
-        let current = worker.snapshot();
-        let local = if current.snap.listener_by_bind(bind).is_some() {
-            current
-        } else {
-            waited
-        };
+        // current now, unless the reload removed this listener.
+        let fresh = worker.snapshot();
+        if fresh.snap.listener_by_bind(bind).is_some() {
+            local = fresh;
+        }
         let Some(spec) = local.snap.listener_by_bind(bind) else {
             return;
         };
@@ -154,15 +155,10 @@ async fn read_head(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         // Between requests the connection is idle: a drain or a removed listener may close it.
-        let slot = if idle {
+        let slot = idle.then(|| {
             use std::os::fd::AsRawFd;
-            match worker.enter_idle(spec.bind, conn.stream.as_raw_fd()) {
-                Some(slot) => Some(slot),
-                None => return Err(HeadWait::Closed),
-            }
-        } else {
-            None
-        };
+            worker.enter_idle(spec.bind, conn.stream.as_raw_fd())
+        });
         let filled = conn.inbound.fill(&mut conn.stream, READ_CHUNK, left).await;
         if let Some(slot) = slot {
             worker.leave_idle(slot);

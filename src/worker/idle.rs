@@ -1,7 +1,7 @@
 //! Client connections of one worker that sit idle between keep-alive requests.
 //!
-//! A drain (or a listener removed by a reload) must close these at once, not after
-//! `keepalive_timeout`. Cancelling their pending read would risk losing bytes a read had
+//! A drain (or a listener removed by a reload) must close these soon (after a short grace,
+//! see `worker::IDLE_GRACE`), not after `keepalive_timeout`. Cancelling their pending read would risk losing bytes a read had
 //! already taken (a cancelled operation may still complete), so instead the socket's
 //! receive side is shut: the pending read then ends with end-of-file and the connection
 //! closes through its normal path. A connection whose next request has already arrived is
@@ -13,7 +13,8 @@ use std::os::fd::RawFd;
 /// Registered idle connections, by slot.
 #[derive(Default)]
 pub struct IdleSet {
-    slots: Vec<Option<(SocketAddr, RawFd)>>,
+    /// (listener, socket, idle since `clock::now_ms`).
+    slots: Vec<Option<(SocketAddr, RawFd, u64)>>,
     free: Vec<usize>,
 }
 
@@ -22,9 +23,9 @@ pub struct IdleSet {
 pub struct IdleSlot(usize);
 
 impl IdleSet {
-    /// Registers the connection on `fd`, accepted on listener `bind`, as idle.
-    pub fn enter(&mut self, bind: SocketAddr, fd: RawFd) -> IdleSlot {
-        let entry = Some((bind, fd));
+    /// Registers the connection on `fd`, accepted on listener `bind`, as idle from `now_ms`.
+    pub fn enter(&mut self, bind: SocketAddr, fd: RawFd, now_ms: u64) -> IdleSlot {
+        let entry = Some((bind, fd, now_ms));
         match self.free.pop() {
             Some(i) => {
                 self.slots[i] = entry;
@@ -46,13 +47,16 @@ impl IdleSet {
         }
     }
 
-    /// Closes every idle connection accepted on a listener for which `closing` holds,
-    /// unless its next request is already waiting in the socket.
-    pub fn close_where(&mut self, closing: impl Fn(SocketAddr) -> bool) -> usize {
+    /// Closes every connection idle since `idle_before` or earlier and accepted on a
+    /// listener for which `closing` holds, unless its next request is already waiting in
+    /// the socket.
+    pub fn close_where(&mut self, closing: impl Fn(SocketAddr) -> bool, idle_before: u64) -> usize {
         let mut closed = 0;
         for entry in self.slots.iter_mut() {
-            let Some((bind, fd)) = *entry else { continue };
-            if closing(bind) && !has_pending_bytes(fd) {
+            let Some((bind, fd, since)) = *entry else {
+                continue;
+            };
+            if since <= idle_before && closing(bind) && !has_pending_bytes(fd) {
                 // SAFETY: `fd` is a connected socket owned by a task of this worker that is
                 // parked in a read; the entry is removed before that task can close it.
                 unsafe { libc::shutdown(fd, libc::SHUT_RD) };
@@ -104,12 +108,12 @@ mod tests {
     fn slots_are_reused_and_counted() {
         let bind: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let mut set = IdleSet::default();
-        let a = set.enter(bind, 10);
-        let b = set.enter(bind, 11);
+        let a = set.enter(bind, 10, 1);
+        let b = set.enter(bind, 11, 1);
         assert_eq!(set.len(), 2);
         set.leave(a);
         assert_eq!(set.len(), 1);
-        let c = set.enter(bind, 12);
+        let c = set.enter(bind, 12, 1);
         assert_eq!(c.0, 0, "a freed slot is reused");
         set.leave(b);
         set.leave(c);
@@ -128,10 +132,12 @@ mod tests {
         client3.write_all(b"GET").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut set = IdleSet::default();
-        set.enter(a, server1.as_raw_fd());
-        set.enter(b, server2.as_raw_fd());
-        set.enter(a, server3.as_raw_fd());
-        assert_eq!(set.close_where(|bind| bind == a), 1);
+        let (_client4, mut server4) = pair();
+        set.enter(a, server1.as_raw_fd(), 100);
+        set.enter(b, server2.as_raw_fd(), 100);
+        set.enter(a, server3.as_raw_fd(), 100);
+        set.enter(a, server4.as_raw_fd(), 150);
+        assert_eq!(set.close_where(|bind| bind == a, 120), 1);
         let mut buf = [0u8; 8];
         assert_eq!(server1.read(&mut buf).unwrap(), 0, "shut: reads end");
         server2.set_nonblocking(true).unwrap();

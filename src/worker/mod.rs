@@ -35,6 +35,13 @@ static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 const SPARE_BUFFERS: usize = 256;
 /// How often idle pooled connections are checked for expiry.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How long a connection idle while a drain (or a listener's removal) is under way may
+/// still send its next request, to be answered with `Connection: close`, before it is
+/// closed. Closing at once would race a request already on the wire, which the client
+/// would see as a failure; HAProxy's `idle-close-on-response` makes the same trade.
+const IDLE_GRACE: Duration = Duration::from_millis(1000);
+/// How often idle connections are looked at while some must close.
+const IDLE_SWEEP: Duration = Duration::from_millis(100);
 /// How often a draining worker looks whether its last connection has ended.
 const DRAIN_POLL: Duration = Duration::from_millis(20);
 
@@ -66,6 +73,8 @@ pub struct Worker {
     connections: Cell<usize>,
     /// Connections waiting between keep-alive requests.
     idle: RefCell<IdleSet>,
+    /// The task closing idle connections (`sweep_idle`) runs.
+    idle_sweeping: Cell<bool>,
 }
 
 impl Worker {
@@ -83,6 +92,7 @@ impl Worker {
             draining: Cell::new(false),
             connections: Cell::new(0),
             idle: RefCell::new(IdleSet::default()),
+            idle_sweeping: Cell::new(false),
         }
     }
 
@@ -123,10 +133,9 @@ impl Worker {
         }
     }
 
-    /// Registers a connection as idle between requests (see [`IdleSet`]); `None` when it
-    /// should not wait at all.
-    pub fn enter_idle(&self, bind: SocketAddr, fd: std::os::fd::RawFd) -> Option<IdleSlot> {
-        (!self.must_close(bind)).then(|| self.idle.borrow_mut().enter(bind, fd))
+    /// Registers a connection as idle between requests (see [`IdleSet`]).
+    pub fn enter_idle(&self, bind: SocketAddr, fd: std::os::fd::RawFd) -> IdleSlot {
+        self.idle.borrow_mut().enter(bind, fd, now_ms())
     }
 
     pub fn leave_idle(&self, slot: IdleSlot) {
@@ -150,8 +159,7 @@ impl Worker {
                     self.stop_accepting(|b| b == bind, StopMode::Close);
                     self.closing.borrow_mut().push(bind);
                 }
-                let closing = self.closing.borrow().clone();
-                self.idle.borrow_mut().close_where(|b| closing.contains(&b));
+                self.sweep_idle();
                 for (bind, listener) in listen {
                     self.start_accepting(&local.snap, bind, listener);
                 }
@@ -165,7 +173,7 @@ impl Worker {
                     StopMode::Close
                 };
                 self.stop_accepting(|_| true, mode);
-                self.idle.borrow_mut().close_where(|_| true);
+                self.sweep_idle();
                 Some((deadline, handover))
             }
             WorkerMsg::Flush(done) => {
@@ -173,6 +181,25 @@ impl Worker {
                 None
             }
         }
+    }
+
+    /// Starts (once) the task that closes connections idle for [`IDLE_GRACE`] on listeners
+    /// that must close; it ends when nothing must close any more.
+    fn sweep_idle(self: &Rc<Self>) {
+        if self.idle_sweeping.replace(true) {
+            return;
+        }
+        let worker = self.clone();
+        monoio::spawn(async move {
+            let grace = IDLE_GRACE.as_millis() as u64;
+            while worker.draining.get() || !worker.closing.borrow().is_empty() {
+                monoio::time::sleep(IDLE_SWEEP).await;
+                let idle_before = now_ms().saturating_sub(grace);
+                let mut idle = worker.idle.borrow_mut();
+                idle.close_where(|bind| worker.must_close(bind), idle_before);
+            }
+            worker.idle_sweeping.set(false);
+        });
     }
 
     fn start_accepting(

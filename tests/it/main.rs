@@ -21,3 +21,4 @@ mod routes;
 mod runtime;
 mod timeouts;
 mod tools;
+mod upgrade;

@@ -1,0 +1,151 @@
+//! Binary upgrade (SIGUSR2, `ringway -s upgrade`): the new process takes the listening
+//! sockets and the pid file, the old one drains; under load nothing fails, a stream opened
+//! before runs to its end, and a new binary that cannot start leaves the old one serving.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crate::support::*;
+
+const GET: &str = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+
+fn upgrade_under_load_fails_nothing_and_a_stream_runs_to_its_end(driver: &str) {
+    let b = Backend::start(|req, c| {
+        if req.path() == "/events" {
+            c.chunked_head(200, &[("Content-Type", "text/event-stream")]);
+            for i in 0..10 {
+                c.sleep_ms(100);
+                c.chunk(format!("data: {i}\n\n").as_bytes());
+            }
+            c.end_chunks();
+            return;
+        }
+        c.ok("a");
+    });
+    let mut p = Proxy::start_runtime(
+        driver,
+        "workers = 2\npin_workers = false\nshutdown_timeout = \"10s\"",
+        &single(b.addr()),
+    );
+    let old_pid = p.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let addr = p.addr;
+    let clients: Vec<_> = (0..4)
+        .map(|i| {
+            let (stop, ok) = (stop.clone(), ok.clone());
+            std::thread::spawn(move || {
+                let mut failures = Vec::new();
+                let mut c = Client::connect(addr);
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let result = c
+                        .try_send(GET)
+                        .map_err(|e| e.to_string())
+                        .and_then(|_| c.try_read_response());
+                    match result {
+                        Ok(r) if r.status == 200 => {
+                            ok.fetch_add(1, Ordering::Relaxed);
+                            // The old process says close once it drains: reconnect, as
+                            // every keep-alive client does.
+                            if r.says_close() {
+                                c = Client::connect(addr);
+                            }
+                        }
+                        Ok(r) => failures.push(format!("client {i}: status {}", r.status)),
+                        Err(e) => {
+                            failures.push(format!("client {i}: {e}"));
+                            c = Client::connect(addr);
+                        }
+                    }
+                    n += 1;
+                    if n % 20 == 0 {
+                        c = Client::connect(addr);
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let mut sse = Client::connect(p.addr);
+    sse.send("GET /events HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut stream = sse.read_head();
+    assert_eq!(stream.status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let config = p.config.to_string_lossy().into_owned();
+    let out = Proxy::spawn_raw(&["-s", "upgrade", "-c", &config]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || p
+            .pid_file_pid()
+            .is_some_and(|pid| pid != old_pid)),
+        "the new process never took the pid file:\n{}",
+        p.stderr()
+    );
+    sse.read_body(&mut stream)
+        .expect("the stream was cut by the upgrade");
+    assert_eq!(stream.text().matches("data: ").count(), 10);
+    let status = p
+        .wait_exit(Duration::from_secs(5))
+        .expect("the old process did not exit");
+    assert_eq!(status.code(), Some(0), "{}", p.stderr());
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let failures: Vec<String> = clients
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}\n{}",
+        failures.len(),
+        &failures[..failures.len().min(5)],
+        p.stderr()
+    );
+    assert!(ok.load(Ordering::Relaxed) > 100, "too little traffic");
+    // The new process serves, and it is the one the pid file names.
+    assert_eq!(get(p.addr, "/").text(), "a");
+    let new_pid = p.pid_file_pid().expect("pid file");
+    assert!(std::path::Path::new(&format!("/proc/{new_pid}")).exists());
+}
+both_drivers!(upgrade_under_load_fails_nothing_and_a_stream_runs_to_its_end);
+
+fn failed_upgrade_leaves_the_old_process_serving(driver: &str) {
+    let a = Backend::named("a");
+    let mut p = Proxy::start(driver, &single(a.addr()));
+    let old_pid = p.pid();
+    // The new binary reads the same file: make it fail its configuration check.
+    let good = std::fs::read_to_string(&p.config).expect("config");
+    p.rewrite_raw(&good.replace("[upstreams.u]", "[upstreams.u]\nbalance = \"fastest\""));
+    p.signal(libc::SIGUSR2);
+    assert!(
+        wait_until(Duration::from_secs(10), || p.stderr_count("upgrade failed")
+            == 1),
+        "no upgrade failure logged:\n{}",
+        p.stderr()
+    );
+    assert!(p.is_running());
+    assert_eq!(p.pid_file_pid(), Some(old_pid));
+    assert_eq!(get(p.addr, "/").text(), "a");
+    // Once the file is right again, the upgrade goes through.
+    p.rewrite_raw(&good);
+    p.signal(libc::SIGUSR2);
+    assert!(
+        wait_until(Duration::from_secs(10), || p
+            .pid_file_pid()
+            .is_some_and(|pid| pid != old_pid)),
+        "{}",
+        p.stderr()
+    );
+    let status = p
+        .wait_exit(Duration::from_secs(5))
+        .expect("old process still running");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(get(p.addr, "/").text(), "a");
+}
+both_drivers!(failed_upgrade_leaves_the_old_process_serving);
