@@ -168,6 +168,7 @@ fn run(rps: f64, errors: u64, sent: u64, in_effect: Option<bool>) -> Run {
         errors,
     };
     Run {
+        round: 0,
         sample: Sample {
             wrk,
             cpu_us_per_req: 10.0,
@@ -202,9 +203,24 @@ fn reload_table_shows_loss_and_goal() -> Result<(), String> {
     ensure(text.lines().any(|l| l == want), || {
         format!("no {want:?} in:\n{text}")
     })?;
-    for part in ["nginx 25.0%", "goal (ringway", "): met (2.0%, 0 failed)"] {
+    for part in [
+        "nginx 25.0% (25.0% to 25.0%)",
+        "goal (ringway",
+        "): met (2.0%, 0 failed)",
+    ] {
         ensure(text.contains(part), || format!("no {part:?} in:\n{text}"))?;
     }
+    // Rounds pair up: 5% then 0% lost is 2.5%, where medians over rounds would say 3.3%.
+    let at = |round, rps| Run {
+        round,
+        ..run(rps, 0, 0, None)
+    };
+    let drifting = [
+        line("ringway", false, vec![at(0, 1000.0), at(1, 500.0)]),
+        line("ringway", true, vec![at(1, 500.0), at(0, 950.0)]),
+    ];
+    let loss = super::report::loss_pct(&drifting, "ringway");
+    ensure(loss == Some(2.5), || format!("paired loss {loss:?}"))?;
     let mut broken = lines.clone();
     broken[1].runs[0].in_effect = Some(false);
     let text = table(&broken, 100);

@@ -266,7 +266,7 @@ fn rounds(env: &Env, subjects: &mut [Subject], interval: Duration) -> Result<Vec
                     continue;
                 }
                 match measured_run(env, s, reloading, interval) {
-                    Ok(run) => line.runs.push(run),
+                    Ok(run) => line.runs.push(Run { round, ..run }),
                     Err(e) => {
                         check_interrupted()?;
                         eprintln!("e2e reload: {} (reload {reloading}): {e}", s.run.name);
@@ -336,6 +336,7 @@ fn measured_run(
     }
     let cpu_us_per_req = cpu.max(0.0) * 1e6 / wrk.requests as f64;
     Ok(Run {
+        round: 0,
         sample: Sample {
             wrk,
             cpu_us_per_req,

@@ -13,6 +13,8 @@ pub const GOAL_MAX_LOSS_PCT: f64 = 5.0;
 /// One wrk run and, for a reload run, what the reloads did.
 #[derive(Debug, Clone)]
 pub struct Run {
+    /// The round it ran in: the loss pairs the two runs of one proxy in the same round.
+    pub round: usize,
     pub sample: Sample,
     pub driven: Driven,
     /// Reloads done / refused during the run by the proxy's own count; None where the proxy
@@ -109,11 +111,27 @@ fn find<'a>(lines: &'a [Line], proxy: &str, reloading: bool) -> Option<&'a Line>
         .find(|l| l.proxy == proxy && l.reloading == reloading && !l.runs.is_empty())
 }
 
-/// Median req/s lost to reloading, in % of the no-reload median.
+/// Req/s lost to reloading in each round, in % of the same round's no-reload run. The two
+/// runs of a round ran back to back, so load drifting on a shared machine cancels out more
+/// than it does between medians over all rounds.
+pub fn round_losses(lines: &[Line], proxy: &str) -> Vec<f64> {
+    let (Some(calm), Some(busy)) = (find(lines, proxy, false), find(lines, proxy, true)) else {
+        return Vec::new();
+    };
+    calm.runs
+        .iter()
+        .filter(|c| c.sample.wrk.rps > 0.0)
+        .filter_map(|c| {
+            let b = busy.runs.iter().find(|b| b.round == c.round)?;
+            Some((c.sample.wrk.rps - b.sample.wrk.rps) / c.sample.wrk.rps * 100.0)
+        })
+        .collect()
+}
+
+/// The median of [`round_losses`].
 pub fn loss_pct(lines: &[Line], proxy: &str) -> Option<f64> {
-    let calm = find(lines, proxy, false)?.rps();
-    let busy = find(lines, proxy, true)?.rps();
-    (calm > 0.0).then(|| (calm - busy) / calm * 100.0)
+    let losses = round_losses(lines, proxy);
+    (!losses.is_empty()).then(|| median(&losses))
 }
 
 fn summary(lines: &[Line]) -> String {
@@ -122,12 +140,22 @@ fn summary(lines: &[Line]) -> String {
     proxies.dedup();
     let losses: Vec<String> = proxies
         .iter()
-        .map(|p| match loss_pct(lines, p) {
-            Some(l) => format!("{p} {l:.1}%"),
-            None => format!("{p} –"),
+        .map(|p| {
+            let each = round_losses(lines, p);
+            let (lo, hi) = each
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &l| (lo.min(l), hi.max(l)));
+            match loss_pct(lines, p) {
+                Some(l) => format!("{p} {l:.1}% ({lo:.1}% to {hi:.1}%)"),
+                None => format!("{p} –"),
+            }
         })
         .collect();
-    let _ = writeln!(out, "- throughput loss to reloading: {}", losses.join(", "));
+    let _ = writeln!(
+        out,
+        "- req/s lost to reloading, median of the rounds (lowest to highest): {}",
+        losses.join(", ")
+    );
     let effect: Vec<String> = proxies
         .iter()
         .filter_map(|p| find(lines, p, true))
