@@ -1,6 +1,7 @@
 //! Self-checks of the harness's pure parts (wrk and /proc parsing, medians, configs, the
-//! table), run when the binary is started without `--bench`, e.g. by
-//! `cargo test --bench e2e`: a bench target with `harness = false` has no #[test] runner.
+//! table; the reload benchmark's are in `reload/checks.rs`), run when the binary is started
+//! without `--bench`, e.g. by `cargo test --bench e2e`: a bench target with
+//! `harness = false` has no #[test] runner.
 
 use crate::cgroup::{Hierarchy, cgroup_path};
 use crate::measure::{WrkReport, median, parse_duration_us, parse_wrk, stat_cpu_ticks, stat_ppid};
@@ -63,7 +64,8 @@ const CHECKS: [Check; 12] = [
 /// Runs every check and prints the closing line test runners print.
 pub fn run() -> ExitCode {
     let mut failed = 0;
-    for (name, check) in CHECKS {
+    let all = CHECKS.iter().chain(crate::reload::checks::CHECKS.iter());
+    for &(name, check) in all {
         match check() {
             Ok(()) => println!("check {name} ... ok"),
             Err(e) => {
@@ -74,7 +76,7 @@ pub fn run() -> ExitCode {
     }
     println!(
         "e2e self-checks: {} passed, {failed} failed",
-        CHECKS.len() - failed
+        CHECKS.len() + crate::reload::checks::CHECKS.len() - failed
     );
     if failed == 0 {
         ExitCode::SUCCESS

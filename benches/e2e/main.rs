@@ -3,6 +3,8 @@
 //!
 //! `cargo bench --bench e2e` runs it (see README "Benchmarks" for the knobs). Without
 //! `--bench` (as under `cargo test --benches`) it only runs its own self-checks.
+//! `cargo bench --bench e2e -- reload` runs the reload-under-load benchmark instead
+//! ([`reload`]).
 //!
 //! Layout of one run: each proxy is pinned to CPU 0 with one worker; wrk and the backends
 //! (`ringway backend`) share CPU 1. For every size, round r runs wrk against each proxy in an
@@ -14,6 +16,7 @@ mod checks;
 mod configs;
 mod measure;
 mod procs;
+mod reload;
 mod report;
 
 use procs::{Proc, check_interrupted};
@@ -27,11 +30,17 @@ use std::time::Duration;
 const PROXIES: [&str; 3] = ["ringway", "nginx", "haproxy"];
 
 fn main() -> ExitCode {
-    if !std::env::args().any(|a| a == "--bench") {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if !args.iter().any(|a| a == "--bench") {
         return checks::run();
     }
     procs::install_signal_handlers();
-    match run() {
+    let result = if args.iter().any(|a| a == "reload") {
+        reload::run()
+    } else {
+        run()
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("e2e: {e}");
@@ -239,7 +248,7 @@ fn run() -> Result<(), String> {
         text.push_str(&half_core_pass(&env, &mut proxies, &names)?);
     }
     println!("\n{text}");
-    let path = report::write_results(&text)?;
+    let path = report::write_results("e2e", &text)?;
     eprintln!("e2e: written to {}", path.display());
     Ok(())
 }

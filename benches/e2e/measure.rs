@@ -77,6 +77,15 @@ pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// cutime + cstime (clock ticks): the CPU time of children this process has reaped, such as
+/// the old workers nginx's or HAProxy's master collects after a reload.
+pub fn stat_reaped_ticks(stat: &str) -> Option<u64> {
+    let fields = stat_fields_after_comm(stat)?;
+    let cutime: u64 = fields.get(13)?.parse().ok()?;
+    let cstime: u64 = fields.get(14)?.parse().ok()?;
+    Some(cutime + cstime)
+}
+
 /// The parent PID (stat field 4) from the text of /proc/PID/stat.
 pub fn stat_ppid(stat: &str) -> Option<u32> {
     stat_fields_after_comm(stat)?.get(1)?.parse().ok()
@@ -122,15 +131,27 @@ pub fn process_tree(root: u32) -> Vec<u32> {
 
 /// CPU seconds (user + system, all threads) used so far by `root` and its descendants.
 pub fn tree_cpu_seconds(root: u32) -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    let hz = clock_ticks_per_second();
     let ticks: u64 = process_tree(root)
         .iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .filter_map(|stat| stat_cpu_ticks(&stat))
         .sum();
     ticks as f64 / hz
+}
+
+/// Like [`tree_cpu_seconds`] plus the time of the children `root` has reaped, so that workers
+/// that exit during a measurement (replaced by a reload) still count.
+pub fn tree_cpu_seconds_with_reaped(root: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{root}/stat")).unwrap_or_default();
+    let reaped = stat_reaped_ticks(&stat).unwrap_or(0);
+    tree_cpu_seconds(root) + reaped as f64 / clock_ticks_per_second()
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 { hz as f64 } else { 100.0 }
 }
 
 /// Median of `values` (mean of the middle two for an even count); NaN when empty.

@@ -134,8 +134,8 @@ pub fn timestamp(unix_secs: u64) -> String {
     )
 }
 
-/// Writes `text` to benches/results/e2e-<timestamp>.md and returns the path.
-pub fn write_results(text: &str) -> Result<PathBuf, String> {
+/// Writes `text` to benches/results/<kind>-<timestamp>.md and returns the path.
+pub fn write_results(kind: &str, text: &str) -> Result<PathBuf, String> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("benches")
         .join("results");
@@ -144,7 +144,7 @@ pub fn write_results(text: &str) -> Result<PathBuf, String> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let path = dir.join(format!("e2e-{}.md", timestamp(now)));
+    let path = dir.join(format!("{kind}-{}.md", timestamp(now)));
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(path)
 }
