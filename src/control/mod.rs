@@ -11,11 +11,13 @@
 //!   sockets before the process exits.
 //! - [`upgrade`]: SIGUSR2 → start the binary again with the listening sockets → drain.
 //! - [`state`]: what the admin listener reads (draining, reload counts).
+//! - [`notify`]: systemd's `sd_notify` (ready, reloading, stopping, a new main pid).
 //!
 //! Threads: the main thread runs [`run`] and owns everything here. Workers only ever see
 //! the snapshot (`ArcSwap`) and their inbox ([`crate::worker::inbox`]).
 
 pub mod listeners;
+pub mod notify;
 pub mod reload;
 pub mod signals;
 pub mod state;
@@ -65,6 +67,7 @@ pub struct Control {
     pub exe: Option<PathBuf>,
     /// Generation numbers are never reused, also after a failed reload.
     generation: u64,
+    pub notify: notify::Notifier,
 }
 
 impl Control {
@@ -80,6 +83,7 @@ impl Control {
             running,
             exe: std::env::current_exe().ok(),
             generation,
+            notify: notify::Notifier::from_env(),
         }
     }
 
@@ -97,6 +101,7 @@ impl Control {
 /// Serves until a stop: handles every signal on this thread. Returns when the process
 /// should exit (listeners already closed, pid file removed when it is still ours).
 pub fn run(mut ctl: Control) {
+    ctl.notify.ready();
     loop {
         let Some(request) = signals::wait(TICK) else {
             continue;
@@ -104,16 +109,20 @@ pub fn run(mut ctl: Control) {
         match request {
             Request::Stop => {
                 crate::info!("stopping");
+                ctl.notify.stopping();
                 stop::now(&ctl);
                 break;
             }
             Request::Quit => {
                 crate::info!("graceful stop: draining");
+                ctl.notify.stopping();
                 stop::drain(&ctl, false);
                 break;
             }
             Request::Reload => {
+                ctl.notify.reloading();
                 reload::reload(&mut ctl);
+                ctl.notify.ready();
             }
             Request::Reopen => crate::info!("SIGUSR1: reopening log files"),
             Request::Upgrade => {

@@ -149,3 +149,45 @@ fn failed_upgrade_leaves_the_old_process_serving(driver: &str) {
     assert_eq!(get(p.addr, "/").text(), "a");
 }
 both_drivers!(failed_upgrade_leaves_the_old_process_serving);
+
+/// Under systemd (`Type=notify`, `NotifyAccess=all`): ready, reloading, and after an
+/// upgrade the new process names itself the main process.
+fn systemd_hears_ready_reload_and_the_new_main_pid(driver: &str) {
+    use std::os::unix::net::UnixDatagram;
+    let a = Backend::named("a");
+    let dir = crate::support::proxy::TempDir::new();
+    let path = dir.path.join("notify.sock");
+    let systemd = UnixDatagram::bind(&path).expect("bind notify socket");
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = systemd.recv(&mut buf).expect("no sd_notify message");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let socket = path.to_string_lossy().into_owned();
+    let mut p = Proxy::start_env(
+        driver,
+        "workers = 1\npin_workers = false",
+        &single(a.addr()),
+        &[("NOTIFY_SOCKET", &socket)],
+    );
+    assert_eq!(next(), format!("READY=1\nMAINPID={}", p.pid()));
+    p.reload(&single(a.addr()));
+    assert!(next().starts_with("RELOADING=1\nMONOTONIC_USEC="));
+    assert_eq!(next(), format!("READY=1\nMAINPID={}", p.pid()));
+    p.signal(libc::SIGUSR2);
+    let ready = next();
+    let new_pid: u32 = ready
+        .strip_prefix("READY=1\nMAINPID=")
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("{ready:?}"));
+    assert_ne!(new_pid, p.pid());
+    assert!(
+        p.wait_exit(Duration::from_secs(5)).is_some(),
+        "the old process did not exit"
+    );
+    assert_eq!(get(p.addr, "/").text(), "a");
+}
+both_drivers!(systemd_hears_ready_reload_and_the_new_main_pid);

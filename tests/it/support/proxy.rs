@@ -84,16 +84,27 @@ impl Proxy {
     /// Like [`Proxy::start`] with `runtime` (lines of `[runtime]` keys, e.g. `workers = 2`)
     /// in the `[runtime]` table.
     pub fn start_runtime(driver: &str, runtime: &str, toml: &str) -> Proxy {
-        Proxy::launch(driver, runtime, toml, None)
+        Proxy::launch(driver, runtime, toml, None, &[])
+    }
+
+    /// Like [`Proxy::start_runtime`] with extra environment variables.
+    pub fn start_env(driver: &str, runtime: &str, toml: &str, env: &[(&str, &str)]) -> Proxy {
+        Proxy::launch(driver, runtime, toml, None, env)
     }
 
     /// Like [`Proxy::start_runtime`], but started as a shell script starts a job with `&`:
     /// through `sh`, with `trap '' <signals>` (ignored dispositions, inherited by `exec`).
     pub fn start_with_ignored(driver: &str, runtime: &str, toml: &str, signals: &str) -> Proxy {
-        Proxy::launch(driver, runtime, toml, Some(signals))
+        Proxy::launch(driver, runtime, toml, Some(signals), &[])
     }
 
-    fn launch(driver: &str, runtime: &str, toml: &str, ignored: Option<&str>) -> Proxy {
+    fn launch(
+        driver: &str,
+        runtime: &str,
+        toml: &str,
+        ignored: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let dir = TempDir::new();
         let mut binds = Vec::new();
         let body = bind_placeholders(toml, &mut binds);
@@ -121,6 +132,7 @@ impl Proxy {
             }
         };
         let child = command
+            .envs(env.iter().copied())
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())
