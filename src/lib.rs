@@ -39,7 +39,9 @@ pub mod worker;
 /// when SIGINT or SIGTERM arrives (or start-up fails). Call [`control::block_signals`] first.
 pub fn serve(snapshot: snapshot::Snapshot) -> Result<(), String> {
     use std::sync::Arc;
-    log::set_level(snapshot.log.level);
+    // Before the workers: each takes the log thread's sink when it starts.
+    let log = control::log_thread::LogThread::start(&snapshot.log)
+        .map_err(|e| format!("cannot open the logs: {e}"))?;
     let pid_file = snapshot.runtime.pid_file.clone();
     let summary: Vec<String> = snapshot
         .listeners
@@ -58,6 +60,6 @@ pub fn serve(snapshot: snapshot::Snapshot) -> Result<(), String> {
         running.workers.len(),
         running.drivers.first().copied().unwrap_or("?")
     );
-    control::run(pid_file.as_deref());
+    control::run(pid_file.as_deref(), Some(log));
     Ok(())
 }

@@ -104,7 +104,7 @@ fn signal(config: &std::path::Path, name: &str) -> Result<(), String> {
 
 fn backend(bind: Vec<SocketAddr>) -> Result<(), String> {
     let handle = ringway::demo::spawn_backends(bind).map_err(|e| e.to_string())?;
-    ringway::control::run(None);
+    ringway::control::run(None, None);
     drop(handle);
     Ok(())
 }

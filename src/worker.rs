@@ -46,6 +46,8 @@ pub struct Worker {
     pub pool: RefCell<LocalPool>,
     /// Spare streaming buffers, lent to a connection for the length of one request.
     pub buffers: RefCell<Vec<Vec<u8>>>,
+    /// This worker's access-log lines, handed in batches to the log thread.
+    pub access_log: crate::log::access::LocalAccessLog,
 }
 
 impl Worker {
@@ -58,6 +60,7 @@ impl Worker {
             local,
             pool: RefCell::new(LocalPool::default()),
             buffers: RefCell::new(Vec::new()),
+            access_log: crate::log::access::LocalAccessLog::new(),
         }
     }
 
@@ -161,6 +164,7 @@ async fn sweep_loop(worker: Rc<Worker>) {
     loop {
         monoio::time::sleep(SWEEP_EVERY).await;
         worker.pool.borrow_mut().sweep(now_ms());
+        worker.access_log.tick();
     }
 }
 

@@ -5,6 +5,8 @@
 //! inherited), and the main thread takes them synchronously with `sigwait`, so no handler
 //! ever runs inside a worker's event loop.
 
+pub mod log_thread;
+
 use std::io;
 use std::path::Path;
 
@@ -53,8 +55,8 @@ fn wait() -> libc::c_int {
     }
 }
 
-/// Runs until a stop signal arrives, then removes the pid file.
-pub fn run(pid_file: Option<&Path>) {
+/// Runs until a stop signal arrives, then removes the pid file and flushes the logs.
+pub fn run(pid_file: Option<&Path>, log: Option<log_thread::LogHandle>) {
     loop {
         match wait() {
             libc::SIGINT | libc::SIGTERM | libc::SIGQUIT => {
@@ -64,12 +66,18 @@ pub fn run(pid_file: Option<&Path>) {
             libc::SIGHUP => crate::warn!(
                 "SIGHUP: reload is not implemented yet; keeping the running configuration"
             ),
-            libc::SIGUSR1 => crate::info!("SIGUSR1: no log files to reopen"),
+            libc::SIGUSR1 => match log.as_ref().map(|l| l.reopen()) {
+                Some(Err(e)) => crate::error!("SIGUSR1: cannot reopen the logs: {e}"),
+                _ => crate::info!("SIGUSR1: log files reopened"),
+            },
             other => crate::debug!("ignoring signal {other}"),
         }
     }
     if let Some(path) = pid_file {
         let _ = std::fs::remove_file(path);
+    }
+    if let Some(log) = log {
+        log.flush_and_stop();
     }
 }
 
