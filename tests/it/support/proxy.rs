@@ -1,5 +1,6 @@
 //! [`Proxy`]: the real `ringway` binary as a child process, with its config in a temp dir,
-//! stderr captured to a file (printed when a test fails), and SIGKILL on drop.
+//! stdout and stderr captured to files (stderr printed when a test fails), and SIGKILL on
+//! drop.
 
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
@@ -51,6 +52,7 @@ pub struct Proxy {
     pub extra: Vec<SocketAddr>,
     pub config: PathBuf,
     stderr: PathBuf,
+    stdout: PathBuf,
     pub dir: TempDir,
     exited: Option<ExitStatus>,
     /// The config and stderr went into a panic message already.
@@ -90,11 +92,12 @@ impl Proxy {
         );
         let config = dir.write("ringway.toml", &text);
         let stderr = dir.path.join("stderr.log");
+        let stdout = dir.path.join("stdout.log");
         let child = Command::new(binary())
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(fs::File::create(&stdout).expect("create stdout file"))
             .stderr(fs::File::create(&stderr).expect("create stderr file"))
             .spawn()
             .expect("spawn ringway");
@@ -104,6 +107,7 @@ impl Proxy {
             extra,
             config,
             stderr,
+            stdout,
             dir,
             exited: None,
             described: false,
@@ -176,6 +180,11 @@ impl Proxy {
     /// Everything the proxy wrote to stderr so far.
     pub fn stderr(&self) -> String {
         fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Everything the proxy wrote to stdout so far (`access_log = "stdout"`).
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
     fn describe(&self) -> String {
