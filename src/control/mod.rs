@@ -66,9 +66,10 @@ pub fn run(pid_file: Option<&Path>, log: Option<log_thread::LogHandle>) {
             libc::SIGHUP => crate::warn!(
                 "SIGHUP: reload is not implemented yet; keeping the running configuration"
             ),
-            libc::SIGUSR1 => match log.as_ref().map(|l| l.reopen()) {
+            libc::SIGUSR1 => match log.as_ref().map(log_thread::LogHandle::reopen) {
+                Some(Ok(())) => crate::info!("SIGUSR1: log files reopened"),
                 Some(Err(e)) => crate::error!("SIGUSR1: cannot reopen the logs: {e}"),
-                _ => crate::info!("SIGUSR1: log files reopened"),
+                None => crate::info!("SIGUSR1: no log files to reopen"),
             },
             other => crate::debug!("ignoring signal {other}"),
         }
