@@ -40,7 +40,9 @@ pub mod worker;
 /// until the process should exit. Call [`control::signals::block`] first.
 pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> Result<(), String> {
     use std::sync::Arc;
-    log::set_level(snapshot.log.level);
+    // Before the workers: each takes the log thread's sink when it starts.
+    let log = control::log_thread::LogThread::start(&snapshot.log)
+        .map_err(|e| format!("cannot open the logs: {e}"))?;
     let pid_file = snapshot.runtime.pid_file.clone();
     let summary: Vec<String> = snapshot
         .listeners
@@ -73,6 +75,11 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
     if let Some(ready) = handover.ready {
         ready.report();
     }
-    control::run(control::Control::new(current, listeners, running));
+    control::run(control::Control::new(
+        current,
+        listeners,
+        running,
+        Some(log),
+    ));
     Ok(())
 }

@@ -32,7 +32,13 @@ pub enum Var {
     UpstreamStatus,
     UpstreamConnectTime,
     UpstreamResponseTime,
+    /// Seconds from sending the request to the response head, per attempt.
+    UpstreamFirstByteTime,
+    /// Seconds from sending the request to the first byte of the response body, per attempt.
+    UpstreamFirstTokenTime,
     Worker,
+    /// The top-level `"model"` string of a JSON request body.
+    RequestModel,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,7 +167,10 @@ fn var_by_name(name: &str) -> Option<Var> {
         "upstream_status" => Var::UpstreamStatus,
         "upstream_connect_time" => Var::UpstreamConnectTime,
         "upstream_response_time" => Var::UpstreamResponseTime,
+        "upstream_first_byte_time" => Var::UpstreamFirstByteTime,
+        "upstream_first_token_time" => Var::UpstreamFirstTokenTime,
         "worker" => Var::Worker,
+        "request_model" => Var::RequestModel,
         _ => return prefixed_var(name),
     };
     Some(var)
@@ -285,11 +294,12 @@ mod tests {
         let all = "$remote_addr $remote_port $time_local $time_iso8601 $request $request_method \
                    $request_uri $uri $args $arg_a $http_b $cookie_c $host $scheme $status \
                    $body_bytes_sent $request_length $request_time $upstream_addr $upstream_status \
-                   $upstream_connect_time $upstream_response_time $worker";
+                   $upstream_connect_time $upstream_response_time $worker $request_model \
+                   $upstream_first_byte_time $upstream_first_token_time";
         let t = Template::parse(all).unwrap();
         assert_eq!(
             t.parts.iter().filter(|p| matches!(p, Part::Var(_))).count(),
-            23
+            26
         );
     }
 

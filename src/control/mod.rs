@@ -10,6 +10,8 @@
 //! - [`stop`]: SIGTERM/SIGINT (stop now) and SIGQUIT (drain), both closing the listening
 //!   sockets before the process exits.
 //! - [`upgrade`]: SIGUSR2 → start the binary again with the listening sockets → drain.
+//! - [`log_thread`]: the thread that owns the log files (access and error log): workers
+//!   hand it batches of lines; it writes them and reopens the files on SIGUSR1.
 //! - [`state`]: what the admin listener reads (draining, reload counts).
 //! - [`notify`]: systemd's `sd_notify` (ready, reloading, stopping, a new main pid).
 //!
@@ -17,6 +19,7 @@
 //! the snapshot (`ArcSwap`) and their inbox ([`crate::worker::inbox`]).
 
 pub mod listeners;
+pub mod log_thread;
 pub mod notify;
 pub mod reload;
 pub mod signals;
@@ -68,6 +71,8 @@ pub struct Control {
     /// Generation numbers are never reused, also after a failed reload.
     generation: u64,
     pub notify: notify::Notifier,
+    /// The log thread; flushed and stopped when the process exits.
+    pub log: Option<log_thread::LogHandle>,
 }
 
 impl Control {
@@ -75,6 +80,7 @@ impl Control {
         current: Arc<ArcSwap<Snapshot>>,
         listeners: ListenerSet,
         running: Running,
+        log: Option<log_thread::LogHandle>,
     ) -> Control {
         let generation = current.load().generation;
         Control {
@@ -84,6 +90,7 @@ impl Control {
             exe: std::env::current_exe().ok(),
             generation,
             notify: notify::Notifier::from_env(),
+            log,
         }
     }
 
@@ -91,6 +98,15 @@ impl Control {
     fn new_generation(&mut self) -> u64 {
         self.generation += 1;
         self.generation
+    }
+
+    /// SIGUSR1: reopen the log files (logrotate's move-then-signal).
+    fn reopen_logs(&self) {
+        match self.log.as_ref().map(log_thread::LogHandle::reopen) {
+            Some(Ok(())) => crate::info!("SIGUSR1: log files reopened"),
+            Some(Err(e)) => crate::error!("SIGUSR1: cannot reopen the logs: {e}"),
+            None => crate::info!("SIGUSR1: no log files to reopen"),
+        }
     }
 
     fn pid_file(&self) -> Option<PathBuf> {
@@ -124,7 +140,7 @@ pub fn run(mut ctl: Control) {
                 reload::reload(&mut ctl);
                 ctl.notify.ready();
             }
-            Request::Reopen => crate::info!("SIGUSR1: reopening log files"),
+            Request::Reopen => ctl.reopen_logs(),
             Request::Upgrade => {
                 if upgrade::upgrade(&ctl) {
                     stop::drain(&ctl, true);
@@ -135,6 +151,9 @@ pub fn run(mut ctl: Control) {
     }
     if let Some(path) = ctl.pid_file() {
         remove_pid_file_if_ours(&path);
+    }
+    if let Some(log) = ctl.log.take() {
+        log.flush_and_stop();
     }
 }
 

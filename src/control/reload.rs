@@ -20,10 +20,20 @@ pub fn reload(ctl: &mut Control) -> bool {
     let old = ctl.current.load_full();
     let generation = ctl.new_generation();
     let result = build(&old, generation).and_then(|new| {
-        let change = ctl
-            .listeners
-            .update(&new)
-            .map_err(|e| format!("reload: {e}"))?;
+        // The new log files must be open before a worker renders the new format into them.
+        if let Some(log) = ctl.log.as_mut() {
+            log.apply(&new.log)
+                .map_err(|e| format!("reload: cannot open the logs: {e}"))?;
+        }
+        let change = match ctl.listeners.update(&new) {
+            Ok(change) => change,
+            Err(e) => {
+                if let Some(log) = ctl.log.as_mut() {
+                    let _ = log.apply(&old.log);
+                }
+                return Err(format!("reload: {e}"));
+            }
+        };
         Ok((new, change))
     });
     let (new, change) = match result {
@@ -40,7 +50,9 @@ pub fn reload(ctl: &mut Control) -> bool {
         }
     };
     warn_about_restart_only_changes(&old, &new);
-    crate::log::set_level(new.log.level);
+    if ctl.log.is_none() {
+        crate::log::set_level(new.log.level);
+    }
     let generation = new.generation;
     publish(&ctl.current, new);
     for (worker, (link, listen)) in ctl.running.links.iter().zip(change.added).enumerate() {

@@ -63,7 +63,7 @@ fn wait_out(ctl: &Control, until: Instant, done: impl Fn() -> bool) -> bool {
                 now(ctl);
                 return false;
             }
-            Some(Request::Reopen) => crate::info!("SIGUSR1: reopening log files"),
+            Some(Request::Reopen) => ctl.reopen_logs(),
             Some(other) => crate::info!("{other:?} ignored: a graceful stop is under way"),
             None => {}
         }

@@ -22,7 +22,8 @@ use crate::http::io::{GATHER_FROM, STREAM_CHUNK, write_all, write_gathered};
 use crate::http::proxy::{Downstream, client_body_status};
 use crate::http::rewrite::{DownFraming, ResponseHeadOut, request_head, response_head};
 use crate::http::stream::{
-    CopyEnd, CopyError, CopyTimeouts, RequestBodyState, StreamError, UpFraming, copy_response,
+    CopyEnd, CopyError, CopyEvent, CopyTimeouts, RequestBodyState, StreamError, UpFraming,
+    copy_response,
 };
 use crate::http::vars::RequestVars;
 use crate::snapshot::{Group, GroupId, Listener};
@@ -161,6 +162,13 @@ pub async fn run(
         )
         .await;
         active.end();
+        // The attempt's `$upstream_*` record: a failure without a response head is logged
+        // with the status it would give the client (502, 504), as nginx does.
+        let failed = match &result {
+            Err(f @ (Failure::Connect(_) | Failure::Io(_) | Failure::InvalidHeader)) => f.status(),
+            _ => 0,
+        };
+        vars.current_try().end(failed);
         let failure = match result {
             Ok(outcome) => {
                 peers.succeeded(idx);
@@ -273,7 +281,7 @@ async fn attempt(
     may_retry: bool,
 ) -> Result<Outcome, Failure> {
     let addr = group.peers.servers()[active.idx].addr;
-    vars.upstream = Some(addr);
+    vars.begin_try(addr);
     let mut fresh_only = false;
     loop {
         let pooled = if fresh_only {
@@ -291,6 +299,8 @@ async fn attempt(
         };
         up.requests += 1;
         conn.up_in.reset();
+        vars.current_try().connected();
+        vars.current_try().sending();
         match send_request(spec, group, &mut up, conn, vars, body).await {
             Ok(()) => {}
             Err(Failure::Io(_)) if up.reused && body.replayable() => {
@@ -307,7 +317,7 @@ async fn attempt(
             }
             Err(f) => return Err(f),
         };
-        vars.upstream_status = resp.status;
+        vars.current_try().response_head(resp.status);
         if may_retry && group.next_upstream.on_status(resp.status) && body.replayable() {
             // Discarded unread: this connection's stream position is unknown, so it is dropped.
             return Err(Failure::Status(resp.status));
@@ -540,6 +550,11 @@ async fn respond(
         read: group.read_timeout,
         send: group.send_timeout,
     };
+    let first_body = std::cell::Cell::new(None);
+    let events = |event| match event {
+        CopyEvent::FirstByte => first_body.set(Some(Instant::now())),
+        CopyEvent::UpstreamDone => active.end(),
+    };
     let (res, out, sent) = copy_response(
         &mut up.stream,
         &mut conn.up_in,
@@ -548,11 +563,14 @@ async fn respond(
         down,
         out,
         timeouts,
-        &|| active.end(),
+        &events,
     )
     .await;
     conn.out = out;
     vars.body_bytes_sent = sent;
+    if let Some(at) = first_body.get() {
+        vars.current_try().first_body_byte(at);
+    }
     match res {
         Ok(end) => {
             let reusable = end == CopyEnd::Complete

@@ -4,6 +4,7 @@ pub mod attempt;
 pub mod body;
 pub mod head;
 pub mod io;
+pub mod model;
 pub mod proxy;
 pub mod rewrite;
 pub mod stream;

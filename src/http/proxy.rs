@@ -5,6 +5,7 @@
 //! [`crate::http::attempt`]) → the response streamed down → keep-alive or close.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,9 @@ use crate::http::head::{HeadLimits, RequestBody, RequestHead, parse_request};
 use crate::http::io::{Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::error_response;
 use crate::http::stream::{ClientBodyError, RequestBodyState, relay};
-use crate::http::vars::RequestVars;
-use crate::snapshot::Listener;
+use crate::http::vars::{RequestVars, UpstreamTry, partial_head};
+use crate::snapshot::{Listener, Snapshot};
+use crate::template::Var;
 use crate::worker::{LocalSnapshot, Worker};
 
 /// A client connection and the buffers reused by every request on it.
@@ -33,6 +35,8 @@ pub struct Downstream {
     pub out: Vec<u8>,
     /// The rendered hash key of the current request.
     pub key: Vec<u8>,
+    /// The attempt records of the current request (lent to its `RequestVars`).
+    pub tries: Vec<UpstreamTry>,
 }
 
 /// Why no request head could be read.
@@ -54,6 +58,7 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
         up_in: Inbound::from_vec(Vec::new()),
         out: Vec::new(),
         key: Vec::new(),
+        tries: Vec::new(),
     };
     let mut served = 0u32;
     // The newest snapshot that still has this listener: after a reload removed it, the
@@ -68,11 +73,13 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
         let Some(spec) = local.snap.listener_by_bind(bind) else {
             return;
         };
+        let reading = Instant::now();
         let head = match read_head(worker, &mut conn, spec, served > 0).await {
             Ok(head) => head,
             Err(HeadWait::Closed) => return,
             Err(HeadWait::Reject(status)) => {
-                send_error(&mut conn, status, true, false).await;
+                let sent = send_error(&mut conn, status, true, false).await;
+                log_rejected(worker, &local.snap, &conn, status, sent, reading);
                 return;
             }
         };
@@ -174,16 +181,50 @@ async fn read_head(
     }
 }
 
-/// Sends one of ringway's own error responses.
-pub async fn send_error(conn: &mut Downstream, status: u16, close: bool, head_only: bool) {
+/// Sends one of ringway's own error responses; gives the body bytes sent.
+pub async fn send_error(conn: &mut Downstream, status: u16, close: bool, head_only: bool) -> u64 {
     let mut out = std::mem::take(&mut conn.out);
     out.clear();
     error_response(&mut out, status, close, head_only);
-    let (_, out) = write_all(&mut conn.stream, out, Duration::from_secs(10)).await;
+    let body = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(0, |end| out.len() - end - 4);
+    let (res, out) = write_all(&mut conn.stream, out, Duration::from_secs(10)).await;
     conn.out = out;
+    if res.is_ok() { body as u64 } else { 0 }
 }
 
-/// One request: route, read the body for replay, run the attempts, decide keep-alive.
+/// The access-log line for bytes that never made a request (400, 408, 431 answered while
+/// reading the head): what arrived, `-` for the rest, as nginx logs them.
+fn log_rejected(
+    worker: &Worker,
+    snap: &Snapshot,
+    conn: &Downstream,
+    status: u16,
+    body_bytes_sent: u64,
+    started: Instant,
+) {
+    let received = conn.inbound.pending();
+    let head = partial_head(received);
+    let vars = RequestVars {
+        buf: received,
+        head: &head,
+        partial: true,
+        peer: conn.peer,
+        worker: worker.id,
+        started,
+        upstream: None,
+        tries: Vec::new(),
+        status,
+        body_bytes_sent,
+        request_length: received.len() as u64,
+        model: None,
+    };
+    worker.access_log.write(&snap.log, &vars);
+}
+
+/// One request: the checks before any server, the attempts, the access-log line.
 async fn handle(
     worker: &Rc<Worker>,
     local: &LocalSnapshot,
@@ -194,16 +235,68 @@ async fn handle(
 ) -> After {
     let started = Instant::now();
     let head_only = head.is_head(&conn.head_buf);
-    let group_id = {
-        let path = &conn.head_buf[head.path.clone()];
-        let host = head.host.as_ref().map(|h| &conn.head_buf[h.clone()]);
-        spec.route(path, host)
+    let mut head_buf = std::mem::take(&mut conn.head_buf);
+    let mut body = RequestBodyState::new(head.body);
+    let early = prepare(conn, spec, &head, &mut body).await;
+    let model = if early.is_ok() && wants_model(&local.snap, spec) {
+        append_model(&mut head_buf, &body.prefix)
+    } else {
+        None
     };
+    let mut vars = RequestVars {
+        buf: &head_buf,
+        head: &head,
+        partial: false,
+        peer: conn.peer,
+        worker: worker.id,
+        started,
+        upstream: None,
+        tries: std::mem::take(&mut conn.tries),
+        status: 0,
+        body_bytes_sent: 0,
+        request_length: head.len as u64,
+        model,
+    };
+    let after = match early {
+        Ok(()) => {
+            proxy(
+                worker, local, spec, conn, &mut vars, &mut body, served, head_only,
+            )
+            .await
+        }
+        Err(Some(status)) => {
+            vars.status = status;
+            vars.body_bytes_sent = send_error(conn, status, true, head_only).await;
+            After::Close
+        }
+        Err(None) => {
+            vars.status = CLIENT_CLOSED;
+            After::Close
+        }
+    };
+    vars.request_length = head.len as u64 + body.received();
+    worker.access_log.write(&local.snap.log, &vars);
+    conn.tries = std::mem::take(&mut vars.tries);
+    conn.tries.clear();
+    conn.head_buf = head_buf;
+    after
+}
+
+/// nginx's status for a request whose client went away before any response.
+const CLIENT_CLOSED: u16 = 499;
+
+/// Before any server: the body size limit, `100 Continue`, and the body read for replay.
+/// `Err(Some(status))`: answer with it and close; `Err(None)`: the client is gone.
+async fn prepare(
+    conn: &mut Downstream,
+    spec: &Listener,
+    head: &RequestHead,
+    body: &mut RequestBodyState,
+) -> Result<(), Option<u16>> {
     if let RequestBody::Length(n) = head.body
         && n > spec.client_max_body_size
     {
-        send_error(conn, 413, true, head_only).await;
-        return After::Close;
+        return Err(Some(413));
     }
     let has_body = matches!(head.body, RequestBody::Chunked | RequestBody::Length(1..));
     if head.expect_continue && has_body && conn.inbound.is_empty() {
@@ -215,43 +308,38 @@ async fn handle(
         .await;
         drop(out);
         if res.is_err() {
-            return After::Close;
+            return Err(None);
         }
     }
-    let mut body = RequestBodyState::new(head.body);
-    if let Err(e) = body
-        .preread(&mut conn.stream, &mut conn.inbound, spec)
+    body.preread(&mut conn.stream, &mut conn.inbound, spec)
         .await
-    {
-        if let Some(status) = client_body_status(&e) {
-            send_error(conn, status, true, head_only).await;
-        }
-        return After::Close;
-    }
-    let head_buf = std::mem::take(&mut conn.head_buf);
-    let mut vars = RequestVars {
-        buf: &head_buf,
-        head: &head,
-        peer: conn.peer,
-        worker: worker.id,
-        started,
-        upstream: None,
-        upstream_status: 0,
-        status: 0,
-        body_bytes_sent: 0,
-        request_length: head.len as u64,
-    };
+        .map_err(|e| client_body_status(&e))
+}
+
+/// Routes the request, runs the attempts, answers ringway's own errors, decides keep-alive.
+#[allow(clippy::too_many_arguments)]
+async fn proxy(
+    worker: &Rc<Worker>,
+    local: &LocalSnapshot,
+    spec: &Listener,
+    conn: &mut Downstream,
+    vars: &mut RequestVars<'_>,
+    body: &mut RequestBodyState,
+    served: u32,
+    head_only: bool,
+) -> After {
+    let (buf, head) = (vars.buf, vars.head);
+    let group_id = spec.route(
+        &buf[head.path.clone()],
+        head.host.as_ref().map(|h| &buf[h.clone()]),
+    );
     // nginx: `keepalive_timeout 0` turns client keep-alive off, and says so.
     let keep_alive = head.keep_alive
         && served < spec.keepalive_requests
         && !spec.keepalive_timeout.is_zero()
         && !worker.must_close(spec.bind);
-    let outcome = attempt::run(
-        worker, local, spec, group_id, conn, &mut vars, &mut body, keep_alive,
-    )
-    .await;
-    // `vars` borrows `head_buf`; it is not used past the attempts.
-    let after = match outcome {
+    let outcome = attempt::run(worker, local, spec, group_id, conn, vars, body, keep_alive).await;
+    match outcome {
         Outcome::Responded { keep_alive } => {
             if keep_alive {
                 After::KeepAlive
@@ -262,7 +350,8 @@ async fn handle(
         Outcome::Error { status, close } => {
             // The request stream is intact only if the whole body was read.
             let close = close || !body.complete || !keep_alive || worker.must_close(spec.bind);
-            send_error(conn, status, close, head_only).await;
+            vars.status = status;
+            vars.body_bytes_sent = send_error(conn, status, close, head_only).await;
             if close {
                 After::Close
             } else {
@@ -270,10 +359,37 @@ async fn handle(
             }
         }
         Outcome::Upgraded(upstream, idle, held) => After::Upgrade(upstream, idle, held),
-        Outcome::Aborted => After::Close,
-    };
-    conn.head_buf = head_buf;
-    after
+        Outcome::Aborted => {
+            if vars.status == 0 {
+                vars.status = CLIENT_CLOSED;
+            }
+            After::Close
+        }
+    }
+}
+
+/// Whether anything renders `$request_model` for this request: only then is the kept body
+/// scanned for it.
+fn wants_model(snap: &Snapshot, spec: &Listener) -> bool {
+    let model = |v: &Var| *v == Var::RequestModel;
+    (snap.log.access_log.is_some() && snap.log.access_format.uses(model))
+        || spec
+            .request_headers
+            .iter()
+            .chain(&spec.response_headers)
+            .any(|rule| rule.value.uses(model))
+        || snap
+            .groups
+            .iter()
+            .any(|g| g.hash_key.as_ref().is_some_and(|t| t.uses(model)))
+}
+
+/// Copies the body's `"model"` string behind the head in `head_buf`; gives where it went.
+fn append_model(head_buf: &mut Vec<u8>, body_prefix: &[u8]) -> Option<Range<usize>> {
+    let found = crate::http::model::request_model(body_prefix)?;
+    let at = head_buf.len();
+    head_buf.extend_from_slice(&body_prefix[found]);
+    Some(at..head_buf.len())
 }
 
 /// The status for a client body failure, or `None` when there is nobody to answer.

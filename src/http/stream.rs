@@ -67,6 +67,11 @@ impl RequestBodyState {
         }
     }
 
+    /// Body bytes read from the client so far (chunk data for a chunked body).
+    pub fn received(&self) -> u64 {
+        self.total
+    }
+
     /// The body can be sent again to another server.
     pub fn replayable(&self) -> bool {
         self.complete && !self.streamed
@@ -182,6 +187,15 @@ pub enum CopyEnd {
     Closed,
 }
 
+/// What a response body copy reports while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CopyEvent {
+    /// The first body bytes arrived (`$upstream_first_token_time`).
+    FirstByte,
+    /// The server has sent the whole body (it stops counting as busy).
+    UpstreamDone,
+}
+
 /// A response body copy that could not finish.
 #[derive(Debug)]
 pub enum CopyError {
@@ -202,7 +216,8 @@ pub struct CopyTimeouts {
 
 /// Copies the response body from the server to the client as it arrives. `out` holds the
 /// client head already written into it (sent together with the first body bytes).
-/// `upstream_done` is called once the server has sent the whole body.
+/// `events` hears of the first body byte and, once, of the server having sent the whole
+/// body.
 pub async fn copy_response(
     upstream: &mut TcpStream,
     up_in: &mut Inbound,
@@ -211,7 +226,7 @@ pub async fn copy_response(
     down: DownFraming,
     mut out: Vec<u8>,
     timeouts: CopyTimeouts,
-    upstream_done: &dyn Fn(),
+    events: &dyn Fn(CopyEvent),
 ) -> (Result<CopyEnd, CopyError>, Vec<u8>, u64) {
     let CopyTimeouts {
         read: read_timeout,
@@ -229,11 +244,14 @@ pub async fn copy_response(
             Ok(step) => step,
             Err(e) => return (Err(CopyError::Upstream(e)), out, sent),
         };
+        if sent == 0 && n > 0 {
+            events(CopyEvent::FirstByte);
+        }
         sent += n as u64;
         if done.is_some() {
             // The server's part is over before the client has the last bytes: a request
             // that follows at once must not see this server as still busy.
-            upstream_done();
+            events(CopyEvent::UpstreamDone);
         }
         let written = if direct && !out.is_empty() {
             let (res, buf) = up_in
@@ -255,7 +273,7 @@ pub async fn copy_response(
         }
         match up_in.fill(upstream, STREAM_CHUNK, read_timeout).await {
             Ok(0) if matches!(framing, UpFraming::Eof) => {
-                upstream_done();
+                events(CopyEvent::UpstreamDone);
                 if down == DownFraming::Chunked {
                     out.extend_from_slice(LAST_CHUNK);
                     if let Err(e) = flush(client, &mut out, send_timeout).await {

@@ -62,6 +62,8 @@ pub struct Worker {
     pub pool: RefCell<LocalPool>,
     /// Spare streaming buffers, lent to a connection for the length of one request.
     pub buffers: RefCell<Vec<Vec<u8>>>,
+    /// This worker's access-log lines, handed in batches to the log thread.
+    pub access_log: crate::log::access::LocalAccessLog,
     /// Running accept loops, one per listening socket.
     acceptors: RefCell<Vec<Rc<Acceptor>>>,
     /// Listeners removed by a reload whose connections must close after their current
@@ -87,6 +89,7 @@ impl Worker {
             local,
             pool: RefCell::new(LocalPool::default()),
             buffers: RefCell::new(Vec::new()),
+            access_log: crate::log::access::LocalAccessLog::new(),
             acceptors: RefCell::new(Vec::new()),
             closing: RefCell::new(Vec::new()),
             draining: Cell::new(false),
@@ -177,6 +180,7 @@ impl Worker {
                 Some((deadline, handover))
             }
             WorkerMsg::Flush(done) => {
+                self.access_log.tick();
                 let _ = done.send(());
                 None
             }
@@ -310,6 +314,7 @@ async fn sweep_loop(worker: Rc<Worker>) {
     loop {
         monoio::time::sleep(SWEEP_EVERY).await;
         worker.pool.borrow_mut().sweep(now_ms());
+        worker.access_log.tick();
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod access_log;
 mod balance;
 mod basic;
 mod cli;

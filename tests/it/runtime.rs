@@ -47,9 +47,12 @@ fn workers_are_named_threads_pinned_to_their_own_cores(driver: &str) {
             "both workers on one core: {workers:?}"
         );
     }
-    // The driver asked for is the driver that runs.
+    // The driver asked for is the driver that runs. Log lines reach stderr through the log
+    // thread, a moment after the workers listen.
     assert!(
-        p.stderr().contains(&format!("on {driver}")),
+        wait_until(Duration::from_secs(5), || p
+            .stderr()
+            .contains(&format!("on {driver}"))),
         "stderr does not name the {driver} driver:\n{}",
         p.stderr()
     );

@@ -1,5 +1,6 @@
 //! [`Proxy`]: the real `ringway` binary as a child process, with its config in a temp dir,
-//! stderr captured to a file (printed when a test fails), and SIGKILL on drop.
+//! stdout and stderr captured to files (stderr printed when a test fails), and SIGKILL on
+//! drop.
 
 use std::fs;
 use std::net::{SocketAddr, TcpStream};
@@ -55,6 +56,7 @@ pub struct Proxy {
     /// Placeholder → address, so a rewritten config keeps every address it had.
     binds: Vec<(String, SocketAddr)>,
     stderr: PathBuf,
+    stdout: PathBuf,
     pub dir: TempDir,
     exited: Option<ExitStatus>,
     /// The config and stderr went into a panic message already.
@@ -122,6 +124,7 @@ impl Proxy {
         );
         let config = dir.write("ringway.toml", &format!("{header}{body}"));
         let stderr = dir.path.join("stderr.log");
+        let stdout = dir.path.join("stdout.log");
         let mut command = match ignored {
             None => Command::new(binary()),
             Some(signals) => {
@@ -136,7 +139,7 @@ impl Proxy {
             .arg("-c")
             .arg(&config)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(fs::File::create(&stdout).expect("create stdout file"))
             .stderr(fs::File::create(&stderr).expect("create stderr file"))
             .spawn()
             .expect("spawn ringway");
@@ -148,6 +151,7 @@ impl Proxy {
             header,
             binds,
             stderr,
+            stdout,
             dir,
             exited: None,
             described: false,
@@ -271,6 +275,11 @@ impl Proxy {
     /// Everything the proxy wrote to stderr so far.
     pub fn stderr(&self) -> String {
         fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Everything the proxy wrote to stdout so far (`access_log = "stdout"`).
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
     fn describe(&self) -> String {
