@@ -29,6 +29,7 @@ pub mod control;
 pub mod demo;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
 pub mod template;

@@ -155,7 +155,7 @@ pub async fn run(
         tried.insert(idx);
         tries_left = tries_left.saturating_sub(1);
         let more = tries_left > 0 && deadline.is_none_or(|d| Instant::now() < d);
-        let active = Active::begin(group, idx);
+        let active = Active::begin(group, group_id, idx);
         let result = attempt(
             worker, spec, group, &active, conn, vars, body, keep_alive, more,
         )
@@ -177,6 +177,7 @@ pub async fn run(
         }
         if failure.blames_server() {
             peers.failed(idx, now_ms());
+            worker.stats.failure(group_id, group, idx);
         }
         let addr = peers.servers()[idx].addr;
         crate::warn!("{}: attempt on {addr} failed: {failure:?}", vars.peer);
@@ -192,6 +193,7 @@ pub async fn run(
                 close,
             };
         }
+        worker.stats.retry(group_id, group, idx);
         last = Some(failure);
     }
 }
@@ -200,15 +202,18 @@ pub async fn run(
 /// `end` or drop, whichever comes first, or handed over with `hold`.
 struct Active<'a> {
     group: &'a Arc<Group>,
+    /// The group's index in its snapshot (for the worker's metrics tables).
+    group_id: GroupId,
     idx: usize,
     open: std::cell::Cell<bool>,
 }
 
 impl<'a> Active<'a> {
-    fn begin(group: &'a Arc<Group>, idx: usize) -> Active<'a> {
+    fn begin(group: &'a Arc<Group>, group_id: GroupId, idx: usize) -> Active<'a> {
         group.peers.begin(idx);
         Active {
             group,
+            group_id,
             idx,
             open: std::cell::Cell::new(true),
         }
@@ -299,6 +304,7 @@ async fn attempt(
             }
             Err(f) => return Err(f),
         }
+        let sent = Instant::now();
         let resp = match read_response_head(&mut up, conn, vars, group.read_timeout).await {
             Ok(resp) => resp,
             Err(Failure::Io(_)) if up.reused && conn.up_in.is_empty() && body.replayable() => {
@@ -307,6 +313,10 @@ async fn attempt(
             }
             Err(f) => return Err(f),
         };
+        let waited = sent.elapsed();
+        worker
+            .stats
+            .first_byte(active.group_id, group, active.idx, waited);
         vars.upstream_status = resp.status;
         if may_retry && group.next_upstream.on_status(resp.status) && body.replayable() {
             // Discarded unread: this connection's stream position is unknown, so it is dropped.

@@ -69,6 +69,7 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
             Err(HeadWait::Closed) => return,
             Err(HeadWait::Reject(status)) => {
                 send_error(&mut conn, status, true, false).await;
+                worker.stats.request(&waited.snap, bind, None, status, None);
                 return;
             }
         };
@@ -207,6 +208,10 @@ async fn handle(
         && n > spec.client_max_body_size
     {
         send_error(conn, 413, true, head_only).await;
+        let routed = Some((group_id, None));
+        worker
+            .stats
+            .request(&local.snap, spec.bind, routed, 413, Some(started));
         return After::Close;
     }
     let has_body = matches!(head.body, RequestBody::Chunked | RequestBody::Length(1..));
@@ -229,6 +234,10 @@ async fn handle(
     {
         if let Some(status) = client_body_status(&e) {
             send_error(conn, status, true, head_only).await;
+            let routed = Some((group_id, None));
+            worker
+                .stats
+                .request(&local.snap, spec.bind, routed, status, Some(started));
         }
         return After::Close;
     }
@@ -254,6 +263,13 @@ async fn handle(
         worker, local, spec, group_id, conn, &mut vars, &mut body, keep_alive,
     )
     .await;
+    // Counted once answered: a response cut short counts with the status it was sent
+    // with; a request whose client left before any response is not counted.
+    let code = match &outcome {
+        Outcome::Error { status, .. } => *status,
+        _ => vars.status,
+    };
+    let routed = Some((group_id, vars.upstream));
     // `vars` borrows `head_buf`; it is not used past the attempts.
     let after = match outcome {
         Outcome::Responded { keep_alive } => {
@@ -276,6 +292,11 @@ async fn handle(
         Outcome::Upgraded(upstream, idle, held) => After::Upgrade(upstream, idle, held),
         Outcome::Aborted => After::Close,
     };
+    if code != 0 {
+        worker
+            .stats
+            .request(&local.snap, spec.bind, routed, code, Some(started));
+    }
     conn.head_buf = head_buf;
     after
 }

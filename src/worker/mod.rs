@@ -21,6 +21,7 @@ use arc_swap::ArcSwap;
 
 use crate::balance::LocalCursor;
 use crate::clock::now_ms;
+use crate::metrics::LocalStats;
 use crate::snapshot::{Mode, Snapshot};
 use crate::upstream::pool::LocalPool;
 use accept::{Acceptor, StopMode};
@@ -66,11 +67,14 @@ pub struct Worker {
     connections: Cell<usize>,
     /// Connections waiting between keep-alive requests.
     idle: RefCell<IdleSet>,
+    /// This worker's metrics counters (merged with the others' on a scrape).
+    pub stats: LocalStats,
 }
 
 impl Worker {
     fn new(id: usize, driver: &'static str, current: Arc<ArcSwap<Snapshot>>) -> Worker {
         let local = RefCell::new(Rc::new(local_snapshot(current.load_full(), id)));
+        let stats = LocalStats::new(local.borrow().snap.clone());
         Worker {
             id,
             driver,
@@ -83,6 +87,7 @@ impl Worker {
             draining: Cell::new(false),
             connections: Cell::new(0),
             idle: RefCell::new(IdleSet::default()),
+            stats,
         }
     }
 
@@ -110,6 +115,7 @@ impl Worker {
         let mut local = self.local.borrow_mut();
         if local.snap.generation != generation {
             *local = Rc::new(local_snapshot(self.current.load_full(), self.id));
+            self.stats.follow(&local.snap);
         }
         local.clone()
     }
@@ -170,6 +176,10 @@ impl Worker {
             }
             WorkerMsg::Flush(done) => {
                 let _ = done.send(());
+                None
+            }
+            WorkerMsg::Report(to) => {
+                self.stats.report_to(&to);
                 None
             }
         }
