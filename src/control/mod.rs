@@ -11,10 +11,12 @@
 //!   sockets before the process exits.
 //! - [`upgrade`]: SIGUSR2 → start the binary again with the listening sockets → drain.
 //! - [`state`]: what the admin listener reads (draining, reload counts).
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/status`) on its own threads.
 //!
 //! Threads: the main thread runs [`run`] and owns everything here. Workers only ever see
 //! the snapshot (`ArcSwap`) and their inbox ([`crate::worker::inbox`]).
 
+pub mod admin;
 pub mod listeners;
 pub mod reload;
 pub mod signals;
