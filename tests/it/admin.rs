@@ -379,3 +379,73 @@ fn a_busy_admin_port_fails_start_up_clearly() {
         "{err}"
     );
 }
+
+/// The config body for the reload test: listener "it" → group "u" with `servers`, plus
+/// `extra` tables.
+fn reload_body(servers: &[String], extra: &str, admin: SocketAddr, bind: SocketAddr) -> String {
+    format!(
+        "[admin]\nbind = \"{admin}\"\n\n[[listener]]\nname = \"it\"\nbind = \"{bind}\"\n\
+         upstream = \"u\"\n\n{extra}\n[upstreams.u]\nbalance = \"round_robin\"\nservers = [{}]\n",
+        servers.join(", ")
+    )
+}
+
+fn counters_survive_reloads_that_renumber_groups_and_servers(driver: &str) {
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let (sa, sb) = (server(a.addr(), ""), server(b.addr(), ""));
+    let toml = format!(
+        "[admin]\nbind = \"$BIND2\"\n\n{}",
+        config("", "balance = \"round_robin\"", &[sa.clone(), sb.clone()])
+    );
+    let p = Proxy::start_workers(driver, 2, &toml);
+    let admin = p.extra[0];
+    let original = std::fs::read_to_string(&p.config).expect("config");
+    let runtime = &original[..original.find("[admin]").expect("admin table")];
+    let mut kept = Client::connect(p.addr);
+    let send = |c: &mut Client| {
+        for _ in 0..4 {
+            assert_eq!(c.request("GET / HTTP/1.1\r\nHost: t\r\n\r\n").status, 200);
+        }
+    };
+    send(&mut kept);
+    let reloads = |result: &str| {
+        sum(
+            &scrape(admin),
+            "ringway_config_reloads_total",
+            &[("result", result)],
+        )
+    };
+    // A broken file: counted as an error, nothing changes.
+    std::fs::write(&p.config, format!("{runtime}[[listener]]\nbind = 5\n")).expect("write");
+    p.signal(libc::SIGHUP);
+    assert!(wait_until(Duration::from_secs(5), || reloads("error") == 1.0));
+    // Group "a0" now sorts before "u", and "u" lists its servers the other way round.
+    let extra = format!("[upstreams.a0]\nservers = [{sb}]\n");
+    let body = reload_body(&[sb.clone(), sa.clone()], &extra, admin, p.addr);
+    std::fs::write(&p.config, format!("{runtime}{body}")).expect("write");
+    p.signal(libc::SIGHUP);
+    assert!(wait_until(Duration::from_secs(5), || reloads("ok") == 1.0));
+    send(&mut kept);
+    send(&mut Client::connect(p.addr));
+    let text = scrape(admin);
+    let at = |server: SocketAddr| {
+        let server = server.to_string();
+        let labels = [
+            ("upstream", "u"),
+            ("server", server.as_str()),
+            ("code", "200"),
+        ];
+        sum(&text, "ringway_requests_total", &labels)
+    };
+    assert_eq!(at(a.addr()), a.request_count() as f64, "{text}");
+    assert_eq!(at(b.addr()), b.request_count() as f64, "{text}");
+    assert_eq!(sum(&text, "ringway_requests_total", &[]), 12.0, "{text}");
+    assert!(sum(&text, "ringway_config_generation", &[]) > 1.0, "{text}");
+    assert!(text.contains("\nringway_queue_depth{upstream=\"a0\"} 0\n"), "{text}");
+    // The connection opened before the reload is still counted on its listener.
+    let open = |text: &str| sum(text, "ringway_active_connections", &[("listener", "it")]);
+    assert_eq!(open(&text), 1.0, "{text}");
+    drop(kept);
+    assert!(wait_until(Duration::from_secs(5), || open(&scrape(admin)) == 0.0));
+}
+both_drivers!(counters_survive_reloads_that_renumber_groups_and_servers);
