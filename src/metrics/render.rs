@@ -197,7 +197,7 @@ fn server_families(out: &mut String, report: &StatsReport, g: &Gauges) {
     }
 }
 
-/// The gauges, and the counters kept outside the workers.
+/// The connection and server gauges, then [`process_families`].
 fn gauge_families(out: &mut String, report: &StatsReport, g: &Gauges) {
     family(
         out,
@@ -244,6 +244,11 @@ fn gauge_families(out: &mut String, report: &StatsReport, g: &Gauges) {
         ];
         sample(out, "ringway_upstream_active_requests", &labels, s.active);
     }
+    process_families(out, g);
+}
+
+/// Per upstream queues, reloads, generation, and how complete this scrape is.
+fn process_families(out: &mut String, g: &Gauges) {
     family(
         out,
         "ringway_queue_depth",

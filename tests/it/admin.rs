@@ -184,6 +184,29 @@ fn count_paths(b: &Backend, missing: bool) -> f64 {
         .count() as f64
 }
 
+/// 24 requests to `u` over 4 connections (3 of them backend 404s), 3 to `dead` and 6 to
+/// `flaky`.
+fn send_mixed_traffic(proxy: SocketAddr) {
+    // 4 connections × 6 requests to u, 3 of them 404s from the backends.
+    for conn in 0..4 {
+        let mut client = Client::connect(proxy);
+        for i in 0..6 {
+            let path = if conn == 0 && i < 3 { "/missing" } else { "/x" };
+            let r = client.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+            assert_eq!(r.status, if path == "/missing" { 404 } else { 200 });
+        }
+    }
+    // Two connection failures mark the dead server (max_fails = 2); the third request
+    // finds no server at all.
+    for _ in 0..3 {
+        assert_eq!(get(proxy, "/dead").status, 502);
+    }
+    // Each request that first picks the dead server of `flaky` is retried on c.
+    for _ in 0..6 {
+        assert_eq!(get(proxy, "/flaky").status, 200);
+    }
+}
+
 fn requests_total_counts_exactly_what_was_sent_per_server_and_code(driver: &str) {
     let (a, b, c) = (ok_or_404("a"), ok_or_404("b"), ok_or_404("c"));
     let (dead, flaky_dead) = (dead_addr(), dead_addr());
@@ -214,24 +237,7 @@ fn requests_total_counts_exactly_what_was_sent_per_server_and_code(driver: &str)
     let up = [("upstream", "dead"), ("server", dead_s.as_str())];
     assert_eq!(sum(&before, "ringway_upstream_server_up", &up), 1.0);
 
-    // 4 connections × 6 requests to u, 3 of them 404s from the backends.
-    for conn in 0..4 {
-        let mut client = Client::connect(p.addr);
-        for i in 0..6 {
-            let path = if conn == 0 && i < 3 { "/missing" } else { "/x" };
-            let r = client.request(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
-            assert_eq!(r.status, if path == "/missing" { 404 } else { 200 });
-        }
-    }
-    // Two connection failures mark the dead server (max_fails = 2); the third request
-    // finds no server at all.
-    for _ in 0..3 {
-        assert_eq!(get(p.addr, "/dead").status, 502);
-    }
-    // Each request that first picks the dead server of `flaky` is retried on c.
-    for _ in 0..6 {
-        assert_eq!(get(p.addr, "/flaky").status, 200);
-    }
+    send_mixed_traffic(p.addr);
 
     let text = scrape(admin);
     let total = "ringway_requests_total";
@@ -441,7 +447,10 @@ fn counters_survive_reloads_that_renumber_groups_and_servers(driver: &str) {
     assert_eq!(at(b.addr()), b.request_count() as f64, "{text}");
     assert_eq!(sum(&text, "ringway_requests_total", &[]), 12.0, "{text}");
     assert!(sum(&text, "ringway_config_generation", &[]) > 1.0, "{text}");
-    assert!(text.contains("\nringway_queue_depth{upstream=\"a0\"} 0\n"), "{text}");
+    assert!(
+        text.contains("\nringway_queue_depth{upstream=\"a0\"} 0\n"),
+        "{text}"
+    );
     // The connection opened before the reload is still counted on its listener.
     let open = |text: &str| sum(text, "ringway_active_connections", &[("listener", "it")]);
     assert_eq!(open(&text), 1.0, "{text}");
