@@ -29,6 +29,7 @@ pub mod control;
 pub mod demo;
 pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
 pub mod template;
@@ -60,8 +61,12 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
         );
     }
     drop(handover.inherited);
+    let admin = control::admin::bind(&snapshot)?;
     let current = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
     let running = runtime::start(current.clone(), &listeners).map_err(|e| e.to_string())?;
+    if let Some(admin) = admin {
+        admin.spawn(current.clone(), &running.links)?;
+    }
     if let Some(path) = &pid_file {
         control::write_pid_file(path)
             .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;

@@ -14,10 +14,12 @@
 //!   hand it batches of lines; it writes them and reopens the files on SIGUSR1.
 //! - [`state`]: what the admin listener reads (draining, reload counts).
 //! - [`notify`]: systemd's `sd_notify` (ready, reloading, stopping, a new main pid).
+//! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/status`) on its own threads.
 //!
 //! Threads: the main thread runs [`run`] and owns everything here. Workers only ever see
 //! the snapshot (`ArcSwap`) and their inbox ([`crate::worker::inbox`]).
 
+pub mod admin;
 pub mod listeners;
 pub mod log_thread;
 pub mod notify;

@@ -156,7 +156,7 @@ pub async fn run(
         tried.insert(idx);
         tries_left = tries_left.saturating_sub(1);
         let more = tries_left > 0 && deadline.is_none_or(|d| Instant::now() < d);
-        let active = Active::begin(group, idx);
+        let active = Active::begin(group, group_id, idx);
         let result = attempt(
             worker, spec, group, &active, conn, vars, body, keep_alive, more,
         )
@@ -185,6 +185,7 @@ pub async fn run(
         }
         if failure.blames_server() {
             peers.failed(idx, now_ms());
+            worker.stats.failure(group_id, group, idx);
         }
         let addr = peers.servers()[idx].addr;
         crate::warn!("{}: attempt on {addr} failed: {failure:?}", vars.peer);
@@ -200,6 +201,7 @@ pub async fn run(
                 close,
             };
         }
+        worker.stats.retry(group_id, group, idx);
         last = Some(failure);
     }
 }
@@ -208,15 +210,18 @@ pub async fn run(
 /// `end` or drop, whichever comes first, or handed over with `hold`.
 struct Active<'a> {
     group: &'a Arc<Group>,
+    /// The group's index in its snapshot (for the worker's metrics tables).
+    group_id: GroupId,
     idx: usize,
     open: std::cell::Cell<bool>,
 }
 
 impl<'a> Active<'a> {
-    fn begin(group: &'a Arc<Group>, idx: usize) -> Active<'a> {
+    fn begin(group: &'a Arc<Group>, group_id: GroupId, idx: usize) -> Active<'a> {
         group.peers.begin(idx);
         Active {
             group,
+            group_id,
             idx,
             open: std::cell::Cell::new(true),
         }
@@ -317,7 +322,13 @@ async fn attempt(
             }
             Err(f) => return Err(f),
         };
-        vars.current_try().response_head(resp.status);
+        let attempt_try = vars.current_try();
+        attempt_try.response_head(resp.status);
+        if let Some(waited) = attempt_try.first_byte {
+            worker
+                .stats
+                .first_byte(active.group_id, group, active.idx, waited);
+        }
         if may_retry && group.next_upstream.on_status(resp.status) && body.replayable() {
             // Discarded unread: this connection's stream position is unknown, so it is dropped.
             return Err(Failure::Status(resp.status));

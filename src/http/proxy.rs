@@ -17,7 +17,7 @@ use crate::http::io::{Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::error_response;
 use crate::http::stream::{ClientBodyError, RequestBodyState, relay};
 use crate::http::vars::{RequestVars, UpstreamTry, partial_head};
-use crate::snapshot::{Listener, Snapshot};
+use crate::snapshot::{GroupId, Listener, Snapshot};
 use crate::template::Var;
 use crate::worker::{LocalSnapshot, Worker};
 
@@ -80,6 +80,7 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
             Err(HeadWait::Reject(status)) => {
                 let sent = send_error(&mut conn, status, true, false).await;
                 log_rejected(worker, &local.snap, &conn, status, sent, reading);
+                worker.stats.request(&local.snap, bind, None, status, None);
                 return;
             }
         };
@@ -235,6 +236,10 @@ async fn handle(
 ) -> After {
     let started = Instant::now();
     let head_only = head.is_head(&conn.head_buf);
+    let group_id = spec.route(
+        &conn.head_buf[head.path.clone()],
+        head.host.as_ref().map(|h| &conn.head_buf[h.clone()]),
+    );
     let mut head_buf = std::mem::take(&mut conn.head_buf);
     let mut body = RequestBodyState::new(head.body);
     let early = prepare(conn, spec, &head, &mut body).await;
@@ -260,7 +265,7 @@ async fn handle(
     let after = match early {
         Ok(()) => {
             proxy(
-                worker, local, spec, conn, &mut vars, &mut body, served, head_only,
+                worker, local, spec, group_id, conn, &mut vars, &mut body, served, head_only,
             )
             .await
         }
@@ -276,6 +281,10 @@ async fn handle(
     };
     vars.request_length = head.len as u64 + body.received();
     worker.access_log.write(&local.snap.log, &vars);
+    let routed = Some((group_id, vars.upstream));
+    worker
+        .stats
+        .request(&local.snap, spec.bind, routed, vars.status, Some(started));
     conn.tries = std::mem::take(&mut vars.tries);
     conn.tries.clear();
     conn.head_buf = head_buf;
@@ -322,17 +331,14 @@ async fn proxy(
     worker: &Rc<Worker>,
     local: &LocalSnapshot,
     spec: &Listener,
+    group_id: GroupId,
     conn: &mut Downstream,
     vars: &mut RequestVars<'_>,
     body: &mut RequestBodyState,
     served: u32,
     head_only: bool,
 ) -> After {
-    let (buf, head) = (vars.buf, vars.head);
-    let group_id = spec.route(
-        &buf[head.path.clone()],
-        head.host.as_ref().map(|h| &buf[h.clone()]),
-    );
+    let head = vars.head;
     // nginx: `keepalive_timeout 0` turns client keep-alive off, and says so.
     let keep_alive = head.keep_alive
         && served < spec.keepalive_requests

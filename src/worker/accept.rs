@@ -119,6 +119,7 @@ fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bind: SocketA
     let _ = stream.set_nodelay(true);
     let worker = worker.clone();
     monoio::spawn(async move {
+        let _open = worker.stats.open_connection(&worker.snapshot().snap, bind);
         crate::http::proxy::serve(&worker, stream, peer, bind).await;
         drop(slot);
     });

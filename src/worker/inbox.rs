@@ -29,6 +29,8 @@ pub enum WorkerMsg {
     Drain { handover: bool, deadline: Instant },
     /// The process stops now: flush what is buffered (access log lines), then answer.
     Flush(Sender<()>),
+    /// A scrape of the admin listener: answer with this worker's counters, by name.
+    Report(Sender<crate::metrics::StatsReport>),
 }
 
 /// The control thread's end of one worker's inbox.
@@ -62,6 +64,17 @@ impl WorkerLink {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
             Err(_) => Err(WorkerGone),
         }
+    }
+}
+
+impl WorkerLink {
+    /// A second link to the same worker, for another thread (the admin listener's
+    /// collector). The worker then sees its inbox close only when every link is gone.
+    pub fn try_clone(&self) -> io::Result<WorkerLink> {
+        Ok(WorkerLink {
+            tx: self.tx.clone(),
+            wake: self.wake.try_clone()?,
+        })
     }
 }
 

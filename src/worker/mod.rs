@@ -21,6 +21,7 @@ use arc_swap::ArcSwap;
 
 use crate::balance::LocalCursor;
 use crate::clock::now_ms;
+use crate::metrics::LocalStats;
 use crate::snapshot::{Mode, Snapshot};
 use crate::upstream::pool::LocalPool;
 use accept::{Acceptor, StopMode};
@@ -77,11 +78,14 @@ pub struct Worker {
     idle: RefCell<IdleSet>,
     /// The task closing idle connections (`sweep_idle`) runs.
     idle_sweeping: Cell<bool>,
+    /// This worker's metrics counters (merged with the others' on a scrape).
+    pub stats: LocalStats,
 }
 
 impl Worker {
     fn new(id: usize, driver: &'static str, current: Arc<ArcSwap<Snapshot>>) -> Worker {
         let local = RefCell::new(Rc::new(local_snapshot(current.load_full(), id)));
+        let stats = LocalStats::new(local.borrow().snap.clone());
         Worker {
             id,
             driver,
@@ -96,6 +100,7 @@ impl Worker {
             connections: Cell::new(0),
             idle: RefCell::new(IdleSet::default()),
             idle_sweeping: Cell::new(false),
+            stats,
         }
     }
 
@@ -123,6 +128,7 @@ impl Worker {
         let mut local = self.local.borrow_mut();
         if local.snap.generation != generation {
             *local = Rc::new(local_snapshot(self.current.load_full(), self.id));
+            self.stats.follow(&local.snap);
         }
         local.clone()
     }
@@ -182,6 +188,10 @@ impl Worker {
             WorkerMsg::Flush(done) => {
                 self.access_log.tick();
                 let _ = done.send(());
+                None
+            }
+            WorkerMsg::Report(to) => {
+                self.stats.report_to(&to);
                 None
             }
         }
