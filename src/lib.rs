@@ -64,9 +64,10 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
     let admin = control::admin::bind(&snapshot)?;
     let current = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
     let running = runtime::start(current.clone(), &listeners).map_err(|e| e.to_string())?;
-    if let Some(admin) = admin {
-        admin.spawn(current.clone(), &running.links)?;
-    }
+    let admin = match admin {
+        Some(admin) => Some(admin.spawn(current.clone(), &running.links)?),
+        None => None,
+    };
     if let Some(path) = &pid_file {
         control::write_pid_file(path)
             .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
@@ -80,11 +81,8 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
     if let Some(ready) = handover.ready {
         ready.report();
     }
-    control::run(control::Control::new(
-        current,
-        listeners,
-        running,
-        Some(log),
-    ));
+    let mut control = control::Control::new(current, listeners, running, Some(log));
+    control.admin = admin;
+    control::run(control);
     Ok(())
 }

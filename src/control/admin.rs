@@ -10,12 +10,14 @@
 //! ([`crate::metrics::Collector`], at most `COLLECT_WAIT`) and reads the server marks and
 //! the control state directly.
 //!
-//! On a graceful stop it keeps answering (`/healthz` 503) until the process exits; it is
-//! never stopped on its own. The socket has `SO_REUSEPORT`, like the listeners, so the new
-//! binary of an upgrade can bind the same address while this process drains.
+//! On a graceful stop it keeps answering (`/healthz` 503) until the process exits. The
+//! socket has `SO_REUSEPORT`, like the listeners, so the new binary of an upgrade can bind
+//! the same address; once it serves, this process shuts its own admin socket
+//! ([`AdminHandle::close`]) so that no health check meets the draining old process.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,12 +72,12 @@ struct Ctx {
 
 impl AdminListener {
     /// Starts serving: `current` for the gauges, `links` (`Running::links`) to reach the
-    /// workers. The threads run until the process exits.
+    /// workers. The threads run until the process exits or the handle closes the socket.
     pub fn spawn(
         self,
         current: Arc<ArcSwap<Snapshot>>,
         links: &[WorkerLink],
-    ) -> Result<(), String> {
+    ) -> Result<AdminHandle, String> {
         let fail = |e: io::Error| format!("admin listener on {}: {e}", self.bind);
         let ctx = Ctx {
             current,
@@ -95,12 +97,29 @@ impl AdminListener {
         }
         let bind = self.bind;
         let listener = self.listener;
+        let handle = AdminHandle {
+            socket: OwnedFd::from(listener.try_clone().map_err(fail)?),
+        };
         std::thread::Builder::new()
             .name("ringway-admin".into())
             .spawn(move || accept_loop(&listener, &tx))
             .map_err(fail)?;
         crate::info!("admin listener on {bind} (/metrics, /healthz, /status)");
-        Ok(())
+        Ok(handle)
+    }
+}
+
+/// The control thread's hold on the admin socket.
+pub struct AdminHandle {
+    socket: OwnedFd,
+}
+
+impl AdminHandle {
+    /// Stops accepting on this process's admin socket (the new binary of an upgrade has its
+    /// own); the accept thread then ends.
+    pub fn close(&self) {
+        // SAFETY: shutdown(2) on a socket descriptor we own.
+        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RDWR) };
     }
 }
 
@@ -108,6 +127,8 @@ fn accept_loop(listener: &TcpListener, queue: &crossbeam_channel::Sender<TcpStre
     loop {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
+            // Shut by `AdminHandle::close`.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
             Err(e) => {
                 crate::debug!("admin accept: {e}");
                 std::thread::sleep(ACCEPT_BACKOFF);

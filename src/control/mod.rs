@@ -75,6 +75,8 @@ pub struct Control {
     pub notify: notify::Notifier,
     /// The log thread; flushed and stopped when the process exits.
     pub log: Option<log_thread::LogHandle>,
+    /// The admin listener's socket, closed when an upgrade hands over.
+    pub admin: Option<admin::AdminHandle>,
 }
 
 impl Control {
@@ -93,6 +95,7 @@ impl Control {
             generation,
             notify: notify::Notifier::from_env(),
             log,
+            admin: None,
         }
     }
 
@@ -145,6 +148,9 @@ pub fn run(mut ctl: Control) {
             Request::Reopen => ctl.reopen_logs(),
             Request::Upgrade => {
                 if upgrade::upgrade(&ctl) {
+                    if let Some(admin) = &ctl.admin {
+                        admin.close();
+                    }
                     stop::drain(&ctl, true);
                     break;
                 }

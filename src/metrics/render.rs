@@ -54,6 +54,8 @@ pub struct Gauges {
     pub servers: Vec<ServerGauge>,
     /// Workers that did not answer the scrape in time.
     pub missing_workers: usize,
+    /// Access-log lines dropped because the log thread fell behind.
+    pub access_log_dropped: u64,
 }
 
 impl Gauges {
@@ -100,6 +102,7 @@ impl Gauges {
             upstreams: snap.groups.iter().map(|g| g.name.clone()).collect(),
             servers,
             missing_workers: 0,
+            access_log_dropped: crate::log::dropped_lines(),
         }
     }
 }
@@ -287,7 +290,7 @@ fn process_families(out: &mut String, g: &Gauges) {
         out,
         "ringway_config_generation",
         "gauge",
-        "Generation of the configuration serving now (1 at start, +1 per successful reload).",
+        "Generation of the configuration serving now (1 at start; every reload attempt takes the next number).",
     );
     sample(out, "ringway_config_generation", &[], g.generation);
     family(
@@ -301,6 +304,18 @@ fn process_families(out: &mut String, g: &Gauges) {
         "ringway_scrape_missing_workers",
         &[],
         g.missing_workers,
+    );
+    family(
+        out,
+        "ringway_access_log_dropped_total",
+        "counter",
+        "Access-log lines dropped because the log thread fell behind (workers never wait for it).",
+    );
+    sample(
+        out,
+        "ringway_access_log_dropped_total",
+        &[],
+        g.access_log_dropped,
     );
 }
 

@@ -263,6 +263,7 @@ fn small_gauges() -> Gauges {
             active: 4,
         }],
         missing_workers: 0,
+        access_log_dropped: 7,
     }
 }
 
@@ -321,12 +322,15 @@ ringway_queue_depth{upstream=\"b\"} 0
 # TYPE ringway_config_reloads_total counter
 ringway_config_reloads_total{result=\"ok\"} 2
 ringway_config_reloads_total{result=\"error\"} 1
-# HELP ringway_config_generation Generation of the configuration serving now (1 at start, +1 per successful reload).
+# HELP ringway_config_generation Generation of the configuration serving now (1 at start; every reload attempt takes the next number).
 # TYPE ringway_config_generation gauge
 ringway_config_generation 3
 # HELP ringway_scrape_missing_workers Workers that did not answer this scrape in time; their counters are missing from it.
 # TYPE ringway_scrape_missing_workers gauge
 ringway_scrape_missing_workers 0
+# HELP ringway_access_log_dropped_total Access-log lines dropped because the log thread fell behind (workers never wait for it).
+# TYPE ringway_access_log_dropped_total counter
+ringway_access_log_dropped_total 7
 ";
     assert_eq!(without_buckets(&text), expected);
     let first_byte = buckets(&text, "ringway_upstream_first_byte_seconds");

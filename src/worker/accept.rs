@@ -77,6 +77,8 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, ctl: Rc<Acceptor
         match listener.cancelable_accept(handle).await {
             Ok((stream, peer)) => admit(&worker, stream, peer, ctl.bind),
             Err(_) if ctl.stop.get().is_some() => break,
+            // The control thread shut the socket: the process is stopping now.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
             Err(e) => {
                 crate::warn!("worker {}: accept on {}: {e}", worker.id, ctl.bind);
                 monoio::time::sleep(ACCEPT_BACKOFF).await;

@@ -307,3 +307,27 @@ fn reload_every_100ms_under_load_fails_no_request(driver: &str) {
     assert!(p.is_running());
 }
 both_drivers!(reload_every_100ms_under_load_fails_no_request);
+
+fn reloads_are_counted_by_result(driver: &str) {
+    let a = Backend::named("a");
+    let body = format!("[admin]\nbind = \"$BIND2\"\n\n{}", single(a.addr()));
+    let mut p = Proxy::start(driver, &body);
+    p.reload(&body);
+    p.rewrite(&body.replace("[upstreams.u]", "[upstreams.u]\nbalance = \"fastest\""));
+    p.signal(libc::SIGHUP);
+    assert!(wait_until(Duration::from_secs(5), || p
+        .stderr_count("keeps serving")
+        == 1));
+    let metrics = get(p.extra[0], "/metrics").text();
+    for line in [
+        "ringway_config_reloads_total{result=\"ok\"} 1",
+        "ringway_config_reloads_total{result=\"error\"} 1",
+        "ringway_config_generation 2",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+}
+both_drivers!(reloads_are_counted_by_result);

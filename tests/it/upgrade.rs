@@ -191,3 +191,41 @@ fn systemd_hears_ready_reload_and_the_new_main_pid(driver: &str) {
     assert_eq!(get(p.addr, "/").text(), "a");
 }
 both_drivers!(systemd_hears_ready_reload_and_the_new_main_pid);
+
+/// While the old process drains after an upgrade, health checks reach only the new one:
+/// the old process has shut its admin socket.
+fn health_checks_never_meet_the_draining_old_process(driver: &str) {
+    let b = Backend::start(|req, c| {
+        if req.path() == "/slow" {
+            c.sleep_ms(1500);
+        }
+        c.ok("a");
+    });
+    let toml = format!("[admin]\nbind = \"$BIND2\"\n\n{}", single(b.addr()));
+    let mut p = Proxy::start_runtime(
+        driver,
+        "workers = 1\npin_workers = false\nshutdown_timeout = \"10s\"",
+        &toml,
+    );
+    let admin = p.extra[0];
+    let old_pid = p.pid();
+    // Keeps the old process draining for a while.
+    let mut slow = Client::connect(p.addr);
+    slow.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(b.wait_requests(1, Duration::from_secs(2)));
+    p.signal(libc::SIGUSR2);
+    assert!(
+        wait_until(Duration::from_secs(10), || p
+            .pid_file_pid()
+            .is_some_and(|pid| pid != old_pid)),
+        "{}",
+        p.stderr()
+    );
+    assert!(p.is_running(), "the old process should still be draining");
+    for _ in 0..30 {
+        assert_eq!(get(admin, "/healthz").status, 200);
+    }
+    assert_eq!(slow.read_response().status, 200);
+    assert!(p.wait_exit(Duration::from_secs(5)).is_some());
+}
+both_drivers!(health_checks_never_meet_the_draining_old_process);
