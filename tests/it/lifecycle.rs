@@ -147,7 +147,13 @@ both_drivers!(signals_work_when_started_with_them_ignored);
 /// queue nobody will read (a pending io_uring accept must not outlive the process).
 fn port_refuses_connections_as_soon_as_the_process_exited(driver: &str) {
     let a = Backend::named("a");
-    for sig in [libc::SIGTERM, libc::SIGQUIT, libc::SIGINT] {
+    for sig in [
+        libc::SIGTERM,
+        libc::SIGQUIT,
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGINT,
+    ] {
         let mut p = Proxy::start_runtime(
             driver,
             "workers = 2\npin_workers = false",
@@ -155,7 +161,8 @@ fn port_refuses_connections_as_soon_as_the_process_exited(driver: &str) {
         );
         assert_eq!(get(p.addr, "/").status, 200);
         p.signal(sig);
-        exits_0_within(&mut p, Duration::from_secs(3));
+        let status = p.wait_exit_closely(Duration::from_secs(3));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "signal {sig}");
         for _ in 0..20 {
             assert!(
                 TcpStream::connect(p.addr).is_err(),

@@ -267,6 +267,20 @@ impl Proxy {
         }
     }
 
+    /// Waits up to `within` for the proxy to exit, polling without sleeping, so the caller
+    /// learns of the exit within microseconds (what a supervisor's `waitpid` sees).
+    pub fn wait_exit_closely(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                return Some(status);
+            }
+            std::thread::yield_now();
+        }
+        None
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.wait_exit(Duration::ZERO).is_none()
