@@ -282,6 +282,9 @@ pub async fn run(
     while let Some(msg) = inbox.next().await {
         if let Some((deadline, handover)) = worker.apply(msg) {
             drain(&worker, &mut inbox, deadline, handover).await;
+            // The runtime may never drop its tasks (and with them the last `Rc<Worker>`):
+            // hand over the lines of the requests served so far explicitly.
+            worker.access_log.flush();
             return;
         }
     }

@@ -237,7 +237,9 @@ fn a_line_is_written_within_a_second_without_more_traffic(driver: &str) {
 }
 both_drivers!(a_line_is_written_within_a_second_without_more_traffic);
 
-fn lines_are_complete_after_sigterm(driver: &str) {
+/// Every line of the requests served is in the file once the process has gone away by
+/// `sig`: stop now, a graceful stop, or an upgrade (the old process's lines).
+fn lines_are_complete_after(driver: &str, sig: i32) {
     let a = Backend::named("a");
     let dir = TempDir::new();
     let log = dir.path.join("access.log");
@@ -251,15 +253,30 @@ fn lines_are_complete_after_sigterm(driver: &str) {
         let resp = c.request(format!("GET /r/{i} HTTP/1.1\r\nHost: t\r\n\r\n"));
         assert_eq!(resp.status, 200);
     }
-    p.signal(libc::SIGTERM);
+    drop(c);
+    p.signal(sig);
     let status = p.wait_exit(Duration::from_secs(5)).expect("still running");
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(status.code(), Some(0), "signal {sig}");
     let want: Vec<String> = (0..40).map(|i| format!("/r/{i} 200")).collect();
-    assert_eq!(read_lines(&log), want);
+    assert_eq!(read_lines(&log), want, "signal {sig}");
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.ends_with('\n'));
 }
+
+fn lines_are_complete_after_sigterm(driver: &str) {
+    lines_are_complete_after(driver, libc::SIGTERM);
+}
 both_drivers!(lines_are_complete_after_sigterm);
+
+fn lines_are_complete_after_a_graceful_stop(driver: &str) {
+    lines_are_complete_after(driver, libc::SIGQUIT);
+}
+both_drivers!(lines_are_complete_after_a_graceful_stop);
+
+fn lines_are_complete_after_an_upgrade(driver: &str) {
+    lines_are_complete_after(driver, libc::SIGUSR2);
+}
+both_drivers!(lines_are_complete_after_an_upgrade);
 
 fn model_and_upstream_times_render(driver: &str) {
     let slow = Backend::start(|_, c| {
