@@ -56,6 +56,7 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
     let listeners =
         control::listeners::ListenerSet::open(&snapshot, workers, &mut handover.inherited)
             .map_err(|e| e.to_string())?;
+    let admin = control::admin::bind(&snapshot, &mut handover.inherited)?;
     if handover.inherited.unclaimed() > 0 {
         warn!(
             "{} inherited socket(s) match no listener; closing them",
@@ -63,7 +64,6 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
         );
     }
     drop(handover.inherited);
-    let admin = control::admin::bind(&snapshot)?;
     let current = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
     let running = runtime::start(current.clone(), &listeners).map_err(|e| e.to_string())?;
     let admin = match admin {

@@ -44,6 +44,49 @@ impl Snapshot {
         }
     }
 
+    /// Decides each listener's [`Needs`] from the templates that may render for it: the
+    /// access format (when the access log is on), its header rules, every hash key.
+    pub fn find_needs(&mut self) {
+        use crate::template::{Template, Var};
+        let model = |v: &Var| *v == Var::RequestModel;
+        let times = |v: &Var| {
+            matches!(
+                v,
+                Var::UpstreamConnectTime | Var::UpstreamResponseTime | Var::UpstreamFirstTokenTime
+            )
+        };
+        let access = self
+            .log
+            .access_log
+            .is_some()
+            .then_some(&self.log.access_format);
+        let keys: Vec<&Template> = self
+            .groups
+            .iter()
+            .filter_map(|g| g.hash_key.as_ref())
+            .collect();
+        for listener in &mut self.listeners {
+            let rules = listener
+                .request_headers
+                .iter()
+                .chain(&listener.response_headers);
+            let templates: Vec<&Template> = access
+                .into_iter()
+                .chain(rules.map(|r| &r.value))
+                .chain(keys.iter().copied())
+                .collect();
+            listener.needs = Needs {
+                model: templates.iter().any(|t| t.uses(model)),
+                upstream_times: templates.iter().any(|t| t.uses(times)),
+            };
+        }
+    }
+
+    /// The index in `listeners` of the listener bound to `bind`.
+    pub fn listener_index(&self, bind: SocketAddr) -> Option<usize> {
+        self.listeners.iter().position(|l| l.bind == bind)
+    }
+
     /// The listener bound to `bind`, if this snapshot has one.
     pub fn listener_by_bind(&self, bind: SocketAddr) -> Option<&Listener> {
         self.listeners.iter().find(|l| l.bind == bind)
@@ -175,6 +218,19 @@ pub struct Listener {
     pub response_headers: Vec<HeaderRule>,
     /// Lower-cased names.
     pub hide_response_headers: Vec<String>,
+    /// What requests on this listener must record for the templates that render them.
+    pub needs: Needs,
+}
+
+/// Per-request work that only some configurations use, decided once at load time so
+/// that a request does not scan templates to find out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// `$request_model` is rendered somewhere: scan the kept body for it.
+    pub model: bool,
+    /// `$upstream_connect_time`, `$upstream_response_time` or `$upstream_first_token_time`
+    /// is rendered: time those moments (the first byte is always timed, for metrics).
+    pub upstream_times: bool,
 }
 
 impl Listener {

@@ -13,7 +13,9 @@ use super::check::{Zero, is_token, resolve};
 use super::raw::{RawGzip, RawListener, RawMode, RawRoute};
 use super::source::{Report, index, join};
 use super::units::RawProxyProtocol;
-use crate::snapshot::{Group, GroupId, Gzip, HeaderRule, Listener, Mode, ProxyProtocol, Route};
+use crate::snapshot::{
+    Group, GroupId, Gzip, HeaderRule, Listener, Mode, Needs, ProxyProtocol, Route,
+};
 use crate::template::{Template, Var};
 
 /// Headers that frame or manage the connection: setting or hiding them would break the
@@ -132,6 +134,8 @@ fn listener(
         request_headers: http.request_headers,
         response_headers: http.response_headers,
         hide_response_headers: http.hide_response_headers,
+        // Filled in by `Snapshot::find_needs` once the log settings are known.
+        needs: Needs::default(),
     })
 }
 

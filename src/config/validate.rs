@@ -51,7 +51,7 @@ pub fn build(
         }
         Some(settings)
     });
-    Snapshot {
+    let mut snapshot = Snapshot {
         generation,
         source: path.to_path_buf(),
         runtime: runtime(report, raw.runtime.as_ref().map(|r| r.get_ref())),
@@ -59,7 +59,9 @@ pub fn build(
         admin,
         listeners,
         groups,
-    }
+    };
+    snapshot.find_needs();
+    snapshot
 }
 
 fn runtime(r: &mut Report<'_, '_>, raw: Option<&RawRuntime>) -> RuntimeSettings {

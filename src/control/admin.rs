@@ -10,20 +10,22 @@
 //! ([`crate::metrics::Collector`], at most `COLLECT_WAIT`) and reads the server marks and
 //! the control state directly.
 //!
-//! On a graceful stop it keeps answering (`/healthz` 503) until the process exits. The
-//! socket has `SO_REUSEPORT`, like the listeners, so the new binary of an upgrade can bind
-//! the same address; once it serves, this process shuts its own admin socket
-//! ([`AdminHandle::close`]) so that no health check meets the draining old process.
+//! On a graceful stop it keeps answering (`/healthz` 503) until the process exits. On an
+//! upgrade the socket itself goes to the new binary with the listeners, and once that one
+//! serves this process stops accepting on it ([`AdminHandle::stop`]) without closing it:
+//! no health check meets the draining old process, and none waiting in the queue is lost.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
 use crate::clock::now_ms;
+use crate::control::listeners::Inherited;
 use crate::metrics::Collector;
 use crate::metrics::render::{self, Gauges};
 use crate::snapshot::Snapshot;
@@ -50,15 +52,24 @@ pub struct AdminListener {
     bind: SocketAddr,
 }
 
-/// Binds `[admin] bind` when the snapshot has it. Call before the workers start: an
-/// address that cannot be bound fails start-up with this message.
-pub fn bind(snapshot: &Snapshot) -> Result<Option<AdminListener>, String> {
+/// Binds `[admin] bind` when the snapshot has it, or takes the socket an upgrading old
+/// process handed over. Call before the workers start: an address that cannot be bound
+/// fails start-up with this message.
+pub fn bind(
+    snapshot: &Snapshot,
+    inherited: &mut Inherited,
+) -> Result<Option<AdminListener>, String> {
     let Some(admin) = &snapshot.admin else {
         return Ok(None);
     };
     let bind = admin.bind;
-    let listener = crate::runtime::bind_reuseport(bind)
-        .and_then(|l| l.set_nonblocking(false).map(|()| l))
+    let listener = match inherited.take(bind).pop() {
+        Some(fd) => Ok(TcpListener::from(fd)),
+        None => crate::runtime::bind_reuseport(bind),
+    };
+    // Non-blocking: the accept thread waits in poll(2) so that it can be told to stop.
+    let listener = listener
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .map_err(|e| format!("admin listener on {bind}: cannot bind: {e}"))?;
     Ok(Some(AdminListener { listener, bind }))
 }
@@ -99,10 +110,13 @@ impl AdminListener {
         let listener = self.listener;
         let handle = AdminHandle {
             socket: OwnedFd::from(listener.try_clone().map_err(fail)?),
+            bind,
+            stop: Arc::new(AtomicBool::new(false)),
         };
+        let stop = handle.stop.clone();
         std::thread::Builder::new()
             .name("ringway-admin".into())
-            .spawn(move || accept_loop(&listener, &tx))
+            .spawn(move || accept_loop(&listener, &tx, &stop))
             .map_err(fail)?;
         crate::info!("admin listener on {bind} (/metrics, /healthz, /status)");
         Ok(handle)
@@ -111,30 +125,61 @@ impl AdminListener {
 
 /// The control thread's hold on the admin socket.
 pub struct AdminHandle {
+    /// The control thread's own descriptor, for handing the socket to a new binary.
     socket: OwnedFd,
+    bind: SocketAddr,
+    stop: Arc<AtomicBool>,
 }
 
 impl AdminHandle {
-    /// Stops accepting on this process's admin socket (the new binary of an upgrade has its
-    /// own); the accept thread then ends.
-    pub fn close(&self) {
-        // SAFETY: shutdown(2) on a socket descriptor we own.
-        unsafe { libc::shutdown(self.socket.as_raw_fd(), libc::SHUT_RDWR) };
+    /// The socket's address and descriptor, for `RINGWAY_LISTEN_FDS`.
+    pub fn export(&self) -> (SocketAddr, RawFd) {
+        (self.bind, self.socket.as_raw_fd())
+    }
+
+    /// Stops accepting (within `POLL_EVERY`) and leaves the socket open: the new binary of
+    /// an upgrade accepts on it now, queued connections included.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
-fn accept_loop(listener: &TcpListener, queue: &crossbeam_channel::Sender<TcpStream>) {
-    loop {
+/// How often the accept thread looks whether it must stop.
+const POLL_EVERY: Duration = Duration::from_millis(50);
+
+/// Waits up to `POLL_EVERY` for a connection to accept on `fd`.
+fn readable(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd we own; poll(2) only writes `revents`.
+    unsafe { libc::poll(&mut pfd, 1, POLL_EVERY.as_millis() as libc::c_int) > 0 }
+}
+
+fn accept_loop(
+    listener: &TcpListener,
+    queue: &crossbeam_channel::Sender<TcpStream>,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        if !readable(listener.as_raw_fd()) {
+            continue;
+        }
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
-            // Shut by `AdminHandle::close`.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => return,
+            // Another process sharing the socket took it first.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => {
                 crate::debug!("admin accept: {e}");
                 std::thread::sleep(ACCEPT_BACKOFF);
                 continue;
             }
         };
+        // Accepted sockets inherit nothing from the listener on Linux, but say it plainly:
+        // the serving threads use blocking reads with timeouts.
+        let _ = stream.set_nonblocking(false);
         if let Err(crossbeam_channel::TrySendError::Full(mut stream)) = queue.try_send(stream) {
             // Every serving thread is busy and the queue is full: say so without waiting
             // (a fresh socket's send buffer takes these bytes at once).

@@ -53,7 +53,8 @@ impl Inherited {
         Inherited { sockets }
     }
 
-    fn take(&mut self, bind: SocketAddr) -> Vec<OwnedFd> {
+    /// Takes every inherited socket bound to `bind`.
+    pub fn take(&mut self, bind: SocketAddr) -> Vec<OwnedFd> {
         let mut taken = Vec::new();
         let mut i = 0;
         while i < self.sockets.len() {

@@ -75,7 +75,7 @@ pub struct Control {
     pub notify: notify::Notifier,
     /// The log thread; flushed and stopped when the process exits.
     pub log: Option<log_thread::LogHandle>,
-    /// The admin listener's socket, closed when an upgrade hands over.
+    /// The admin listener's socket, handed to the new binary on upgrade.
     pub admin: Option<admin::AdminHandle>,
 }
 
@@ -149,7 +149,7 @@ pub fn run(mut ctl: Control) {
             Request::Upgrade => {
                 if upgrade::upgrade(&ctl) {
                     if let Some(admin) = &ctl.admin {
-                        admin.close();
+                        admin.stop();
                     }
                     stop::drain(&ctl, true);
                     break;

@@ -29,7 +29,10 @@ pub fn now(ctl: &Control) {
 /// no delay, and they are left open. Returns when every worker has ended, the timeout has
 /// passed, or a stop-now signal cut the drain short.
 pub fn drain(ctl: &Control, handover: bool) {
-    state().begin_draining();
+    // After an upgrade the service goes on in the new process: health stays good.
+    if !handover {
+        state().begin_draining();
+    }
     let runtime = &ctl.current.load().runtime;
     let (delay, timeout) = (runtime.shutdown_delay, runtime.shutdown_timeout);
     if !handover && !delay.is_zero() {

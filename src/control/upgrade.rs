@@ -44,7 +44,12 @@ fn start_new_binary(ctl: &Control) -> Result<u32, String> {
         .as_ref()
         .ok_or("the path of the running binary is unknown")?;
     let (ready_read, ready_write) = pipe().map_err(|e| format!("pipe: {e}"))?;
-    let (sockets, mut inherit) = ctl.listeners.export();
+    let (mut sockets, mut inherit) = ctl.listeners.export();
+    if let Some(admin) = &ctl.admin {
+        let (bind, fd) = admin.export();
+        sockets.push_str(&format!(";{bind}={fd}"));
+        inherit.push(fd);
+    }
     inherit.push(ready_write.as_raw_fd());
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1))

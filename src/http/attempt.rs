@@ -286,7 +286,7 @@ async fn attempt(
     may_retry: bool,
 ) -> Result<Outcome, Failure> {
     let addr = group.peers.servers()[active.idx].addr;
-    vars.begin_try(addr);
+    vars.begin_try(addr, spec.needs.upstream_times);
     let mut fresh_only = false;
     loop {
         let pooled = if fresh_only {
@@ -563,7 +563,8 @@ async fn respond(
     };
     let first_body = std::cell::Cell::new(None);
     let events = |event| match event {
-        CopyEvent::FirstByte => first_body.set(Some(Instant::now())),
+        CopyEvent::FirstByte if spec.needs.upstream_times => first_body.set(Some(Instant::now())),
+        CopyEvent::FirstByte => {}
         CopyEvent::UpstreamDone => active.end(),
     };
     let (res, out, sent) = copy_response(

@@ -18,7 +18,6 @@ use crate::http::rewrite::error_response;
 use crate::http::stream::{ClientBodyError, RequestBodyState, relay};
 use crate::http::vars::{RequestVars, UpstreamTry, partial_head};
 use crate::snapshot::{GroupId, Listener, Snapshot};
-use crate::template::Var;
 use crate::worker::{LocalSnapshot, Worker};
 
 /// A client connection and the buffers reused by every request on it.
@@ -63,18 +62,18 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
     let mut served = 0u32;
     // The newest snapshot that still has this listener: after a reload removed it, the
     // connection finishes what it was promised (a keep-alive response means one more
-    // request may come) on the configuration it had.
+    // request may come) on the configuration it had. The listener's index in it is looked
+    // up again only when the snapshot changes.
     let mut local = worker.snapshot();
+    let Some(mut index) = local.snap.listener_index(bind) else {
+        return;
+    };
     loop {
-        let fresh = worker.snapshot();
-        if fresh.snap.listener_by_bind(bind).is_some() {
-            local = fresh;
-        }
-        let Some(spec) = local.snap.listener_by_bind(bind) else {
+        let Some(spec) = local.snap.listeners.get(index) else {
             return;
         };
         let reading = Instant::now();
-        let head = match read_head(worker, &mut conn, spec, served > 0).await {
+        let head = match read_head(worker, &mut conn, spec, served > 0, reading).await {
             Ok(head) => head,
             Err(HeadWait::Closed) => return,
             Err(HeadWait::Reject(status)) => {
@@ -87,10 +86,12 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
         // The head may have waited through a reload: the request uses the configuration
         // current now, unless the reload removed this listener.
         let fresh = worker.snapshot();
-        if fresh.snap.listener_by_bind(bind).is_some() {
-            local = fresh;
+        if !Rc::ptr_eq(&fresh, &local)
+            && let Some(i) = fresh.snap.listener_index(bind)
+        {
+            (local, index) = (fresh, i);
         }
-        let Some(spec) = local.snap.listener_by_bind(bind) else {
+        let Some(spec) = local.snap.listeners.get(index) else {
             return;
         };
         served += 1;
@@ -129,12 +130,13 @@ async fn read_head(
     conn: &mut Downstream,
     spec: &Listener,
     idle_first: bool,
+    now: Instant,
 ) -> Result<RequestHead, HeadWait> {
     let limits = HeadLimits {
         max_header_size: spec.max_header_size,
     };
     let mut idle = idle_first && conn.inbound.is_empty();
-    let mut deadline = Instant::now()
+    let mut deadline = now
         + if idle {
             spec.keepalive_timeout
         } else {
@@ -243,7 +245,7 @@ async fn handle(
     let mut head_buf = std::mem::take(&mut conn.head_buf);
     let mut body = RequestBodyState::new(head.body);
     let early = prepare(conn, spec, &head, &mut body).await;
-    let model = if early.is_ok() && wants_model(&local.snap, spec) {
+    let model = if early.is_ok() && spec.needs.model {
         append_model(&mut head_buf, &body.prefix)
     } else {
         None
@@ -372,22 +374,6 @@ async fn proxy(
             After::Close
         }
     }
-}
-
-/// Whether anything renders `$request_model` for this request: only then is the kept body
-/// scanned for it.
-fn wants_model(snap: &Snapshot, spec: &Listener) -> bool {
-    let model = |v: &Var| *v == Var::RequestModel;
-    (snap.log.access_log.is_some() && snap.log.access_format.uses(model))
-        || spec
-            .request_headers
-            .iter()
-            .chain(&spec.response_headers)
-            .any(|rule| rule.value.uses(model))
-        || snap
-            .groups
-            .iter()
-            .any(|g| g.hash_key.as_ref().is_some_and(|t| t.uses(model)))
 }
 
 /// Copies the body's `"model"` string behind the head in `head_buf`; gives where it went.

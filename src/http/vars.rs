@@ -58,14 +58,19 @@ pub struct UpstreamTry {
     pub first_token: Option<Duration>,
     /// From `started` to the end of the attempt (the last body byte for a response).
     pub response: Option<Duration>,
+    /// Whether the connect, first-token and response times are taken (some template renders
+    /// them); the first byte is always timed, for the metrics.
+    pub timed: bool,
 }
 
 impl UpstreamTry {
-    pub fn new(addr: SocketAddr) -> UpstreamTry {
+    /// A record of an attempt that began at `started`.
+    pub fn new(addr: SocketAddr, started: Instant, timed: bool) -> UpstreamTry {
         UpstreamTry {
             addr,
             status: 0,
-            started: Instant::now(),
+            started,
+            timed,
             connect: None,
             sent: None,
             first_byte: None,
@@ -75,7 +80,9 @@ impl UpstreamTry {
     }
 
     pub fn connected(&mut self) {
-        self.connect = Some(self.started.elapsed());
+        if self.timed {
+            self.connect = Some(self.started.elapsed());
+        }
     }
 
     pub fn sending(&mut self) {
@@ -98,7 +105,7 @@ impl UpstreamTry {
         if self.status == 0 {
             self.status = failed;
         }
-        if self.response.is_none() {
+        if self.timed && self.response.is_none() {
             self.response = Some(self.started.elapsed());
         }
     }
@@ -117,10 +124,11 @@ impl RequestVars<'_> {
         }
     }
 
-    /// Starts recording an attempt on `addr`.
-    pub fn begin_try(&mut self, addr: SocketAddr) {
+    /// Starts recording an attempt on `addr`; `timed` as in [`UpstreamTry::timed`].
+    pub fn begin_try(&mut self, addr: SocketAddr, timed: bool) {
         self.upstream = Some(addr);
-        self.tries.push(UpstreamTry::new(addr));
+        let started = if timed { Instant::now() } else { self.started };
+        self.tries.push(UpstreamTry::new(addr, started, timed));
     }
 
     /// The attempt being made (a detached record when none was begun, so callers need no
@@ -128,7 +136,7 @@ impl RequestVars<'_> {
     pub fn current_try(&mut self) -> &mut UpstreamTry {
         if self.tries.is_empty() {
             let addr = self.upstream.unwrap_or(self.peer);
-            self.tries.push(UpstreamTry::new(addr));
+            self.tries.push(UpstreamTry::new(addr, self.started, false));
         }
         let last = self.tries.len() - 1;
         &mut self.tries[last]

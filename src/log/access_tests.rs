@@ -69,7 +69,7 @@ fn untimed(line: &str) -> String {
 }
 
 fn try_on(addr: &str, status: u16, ms: [Option<u64>; 4]) -> UpstreamTry {
-    let mut t = UpstreamTry::new(addr.parse().unwrap());
+    let mut t = UpstreamTry::new(addr.parse().unwrap(), Instant::now(), true);
     t.status = status;
     let d = |m: Option<u64>| m.map(Duration::from_millis);
     (t.connect, t.first_byte, t.first_token, t.response) = (d(ms[0]), d(ms[1]), d(ms[2]), d(ms[3]));

@@ -66,6 +66,14 @@ impl IdleSet {
         closed
     }
 
+    /// Whether any idle connection was accepted on a listener for which `closing` holds.
+    pub fn any_where(&self, closing: impl Fn(SocketAddr) -> bool) -> bool {
+        self.slots
+            .iter()
+            .flatten()
+            .any(|(bind, _, _)| closing(*bind))
+    }
+
     /// Connections registered as idle.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -115,9 +123,12 @@ mod tests {
         assert_eq!(set.len(), 1);
         let c = set.enter(bind, 12, 1);
         assert_eq!(c.0, 0, "a freed slot is reused");
+        assert!(set.any_where(|b| b == bind));
+        assert!(!set.any_where(|b| b != bind));
         set.leave(b);
         set.leave(c);
         assert!(set.is_empty());
+        assert!(!set.any_where(|_| true));
     }
 
     #[test]

@@ -198,7 +198,9 @@ impl Worker {
     }
 
     /// Starts (once) the task that closes connections idle for [`IDLE_GRACE`] on listeners
-    /// that must close; it ends when nothing must close any more.
+    /// that must close. It runs until the worker ends when draining; after a listener's
+    /// removal, until no idle connection of it is left (the others close after their
+    /// current request, their responses saying `Connection: close`).
     fn sweep_idle(self: &Rc<Self>) {
         if self.idle_sweeping.replace(true) {
             return;
@@ -206,11 +208,18 @@ impl Worker {
         let worker = self.clone();
         monoio::spawn(async move {
             let grace = IDLE_GRACE.as_millis() as u64;
-            while worker.draining.get() || !worker.closing.borrow().is_empty() {
+            let started = now_ms();
+            loop {
                 monoio::time::sleep(IDLE_SWEEP).await;
-                let idle_before = now_ms().saturating_sub(grace);
+                let now = now_ms();
                 let mut idle = worker.idle.borrow_mut();
-                idle.close_where(|bind| worker.must_close(bind), idle_before);
+                let must_close = |bind| worker.must_close(bind);
+                idle.close_where(must_close, now.saturating_sub(grace));
+                let settled =
+                    now.saturating_sub(started) > 2 * grace && !idle.any_where(must_close);
+                if !worker.draining.get() && settled {
+                    break;
+                }
             }
             worker.idle_sweeping.set(false);
         });
