@@ -170,6 +170,7 @@ fn run(rps: f64, errors: u64, sent: u64, in_effect: Option<bool>) -> Run {
     Run {
         round: 0,
         sample: Sample {
+            round: 0,
             wrk,
             cpu_us_per_req: 10.0,
         },

@@ -46,7 +46,9 @@ struct Subject {
 }
 
 pub fn run() -> Result<(), String> {
-    let knobs = Knobs::from_env()?;
+    let mut knobs = Knobs::from_env()?;
+    // The baseline binary is for the throughput mode's before/after; here it is not run.
+    knobs.proxies.retain(|p| *p != crate::BASELINE);
     let interval = interval_from_env()?;
     let scratch = TempDir::create()?;
     let env = crate::prepare(knobs, &scratch.0)?;
@@ -268,7 +270,10 @@ fn rounds(env: &Env, subjects: &mut [Subject], interval: Duration) -> Result<Vec
                     continue;
                 }
                 match measured_run(env, s, reloading, interval) {
-                    Ok(run) => line.runs.push(Run { round, ..run }),
+                    Ok(mut run) => {
+                        run.sample.round = round;
+                        line.runs.push(Run { round, ..run });
+                    }
                     Err(e) => {
                         check_interrupted()?;
                         eprintln!("e2e reload: {} (reload {reloading}): {e}", s.run.name);
@@ -340,6 +345,7 @@ fn measured_run(
     Ok(Run {
         round: 0,
         sample: Sample {
+            round: 0,
             wrk,
             cpu_us_per_req,
         },
