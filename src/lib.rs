@@ -10,16 +10,18 @@
 //! request up and the response down ([`http::body`] frames both) → checks the connection back in
 //! ([`upstream::pool::LocalPool::checkin`]).
 //!
-//! Control path: [`config::load`] parses and validates TOML into a [`snapshot::Snapshot`]
-//! (immutable, `Arc`), [`runtime::start`] spawns one pinned worker per core,
-//! [`control::run`] waits for signals on the main thread.
+//! Control path (main thread, see [`control`]): [`config::load`] parses and validates TOML
+//! into a [`snapshot::Snapshot`] (immutable, `Arc`), [`runtime::start`] spawns one pinned
+//! worker per core, [`control::run`] takes signals: SIGHUP → [`control::reload`] (load →
+//! validate → inherit → one `ArcSwap::store` → [`worker::inbox::WorkerMsg`] to each
+//! worker), SIGQUIT → [`control::stop::drain`], SIGUSR2 → [`control::upgrade`].
 //!
 //! # Glossary
 //! - *downstream*: the client side of a connection.
 //! - *upstream* / *server*: one backend address.
 //! - *group*: the servers of one `[upstreams.NAME]` table plus its balancer.
 //! - *snapshot*: one validated configuration, shared read-only by all workers.
-//! - *generation*: the number of a snapshot; it goes up on every successful reload.
+//! - *generation*: the number of a snapshot; every reload attempt takes the next one.
 //! - *worker*: one thread, one monoio runtime, one core.
 
 pub mod balance;

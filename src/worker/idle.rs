@@ -132,7 +132,7 @@ mod tests {
         client3.write_all(b"GET").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         let mut set = IdleSet::default();
-        let (_client4, mut server4) = pair();
+        let (_client4, server4) = pair();
         set.enter(a, server1.as_raw_fd(), 100);
         set.enter(b, server2.as_raw_fd(), 100);
         set.enter(a, server3.as_raw_fd(), 100);

@@ -1,8 +1,6 @@
 //! Hot reload (SIGHUP): new settings take effect on the next request, an invalid file
 //! changes nothing, listeners follow the file, and nothing in flight is dropped.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support::*;
@@ -234,38 +232,7 @@ fn reload_every_100ms_under_load_fails_no_request(driver: &str) {
     let valid = [weighted(&a, &b, 3, 1), weighted(&a, &b, 1, 3)];
     let invalid = weighted(&a, &b, 1, 1).replace("weight = 1", "weight = \"heavy\"");
     let mut p = Proxy::start_runtime(driver, "workers = 2\npin_workers = false", &valid[0]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let addr = p.addr;
-    let clients: Vec<_> = (0..6)
-        .map(|_| {
-            let (stop, ok) = (stop.clone(), ok.clone());
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                let mut c = Client::connect(addr);
-                let mut on_conn = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    match c
-                        .try_send(GET)
-                        .map_err(|e| e.to_string())
-                        .and_then(|_| c.try_read_response())
-                    {
-                        Ok(r) if r.status == 200 => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(r) => failures.push(format!("status {}", r.status)),
-                        Err(e) => failures.push(e),
-                    }
-                    on_conn += 1;
-                    if on_conn == 50 {
-                        c = Client::connect(addr);
-                        on_conn = 0;
-                    }
-                }
-                failures
-            })
-        })
-        .collect();
+    let load = Load::start(p.addr, 6, 50);
     let started = Instant::now();
     let mut reloads = 0;
     while started.elapsed() < Duration::from_secs(3) {
@@ -278,22 +245,14 @@ fn reload_every_100ms_under_load_fails_no_request(driver: &str) {
         p.signal(libc::SIGHUP);
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.store(true, Ordering::Relaxed);
-    let failures: Vec<String> = clients
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let (ok, failures) = load.stop();
     assert!(
         failures.is_empty(),
         "{} failed: {:?}",
         failures.len(),
         &failures[..failures.len().min(5)]
     );
-    assert!(
-        ok.load(Ordering::Relaxed) > 200,
-        "too little traffic: {}",
-        ok.load(Ordering::Relaxed)
-    );
+    assert!(ok > 200, "too little traffic: {ok}");
     assert!(
         wait_until(Duration::from_secs(2), || p.stderr_count("reloaded ")
             >= reloads * 2 / 3),

@@ -2,13 +2,19 @@
 //! sockets and the pid file, the old one drains; under load nothing fails, a stream opened
 //! before runs to its end, and a new binary that cannot start leaves the old one serving.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::support::*;
 
-const GET: &str = "GET / HTTP/1.1\r\nHost: t\r\n\r\n";
+/// Waits (bounded) until the pid file names a process other than `old_pid`.
+fn wait_new_pid(p: &Proxy, old_pid: u32) {
+    let taken = || p.pid_file_pid().is_some_and(|pid| pid != old_pid);
+    assert!(
+        wait_until(Duration::from_secs(10), taken),
+        "the new process never took the pid file:\n{}",
+        p.stderr()
+    );
+}
 
 fn upgrade_under_load_fails_nothing_and_a_stream_runs_to_its_end(driver: &str) {
     let b = Backend::start(|req, c| {
@@ -29,45 +35,7 @@ fn upgrade_under_load_fails_nothing_and_a_stream_runs_to_its_end(driver: &str) {
         &single(b.addr()),
     );
     let old_pid = p.pid();
-    let stop = Arc::new(AtomicBool::new(false));
-    let ok = Arc::new(AtomicUsize::new(0));
-    let addr = p.addr;
-    let clients: Vec<_> = (0..4)
-        .map(|i| {
-            let (stop, ok) = (stop.clone(), ok.clone());
-            std::thread::spawn(move || {
-                let mut failures = Vec::new();
-                let mut c = Client::connect(addr);
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let result = c
-                        .try_send(GET)
-                        .map_err(|e| e.to_string())
-                        .and_then(|_| c.try_read_response());
-                    match result {
-                        Ok(r) if r.status == 200 => {
-                            ok.fetch_add(1, Ordering::Relaxed);
-                            // The old process says close once it drains: reconnect, as
-                            // every keep-alive client does.
-                            if r.says_close() {
-                                c = Client::connect(addr);
-                            }
-                        }
-                        Ok(r) => failures.push(format!("client {i}: status {}", r.status)),
-                        Err(e) => {
-                            failures.push(format!("client {i}: {e}"));
-                            c = Client::connect(addr);
-                        }
-                    }
-                    n += 1;
-                    if n % 20 == 0 {
-                        c = Client::connect(addr);
-                    }
-                }
-                failures
-            })
-        })
-        .collect();
+    let load = Load::start(p.addr, 4, 20);
     let mut sse = Client::connect(p.addr);
     sse.send("GET /events HTTP/1.1\r\nHost: t\r\n\r\n");
     let mut stream = sse.read_head();
@@ -80,13 +48,7 @@ fn upgrade_under_load_fails_nothing_and_a_stream_runs_to_its_end(driver: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        wait_until(Duration::from_secs(10), || p
-            .pid_file_pid()
-            .is_some_and(|pid| pid != old_pid)),
-        "the new process never took the pid file:\n{}",
-        p.stderr()
-    );
+    wait_new_pid(&p, old_pid);
     sse.read_body(&mut stream)
         .expect("the stream was cut by the upgrade");
     assert_eq!(stream.text().matches("data: ").count(), 10);
@@ -95,11 +57,7 @@ fn upgrade_under_load_fails_nothing_and_a_stream_runs_to_its_end(driver: &str) {
         .expect("the old process did not exit");
     assert_eq!(status.code(), Some(0), "{}", p.stderr());
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    let failures: Vec<String> = clients
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let (ok, failures) = load.stop();
     assert!(
         failures.is_empty(),
         "{} failed: {:?}\n{}",
@@ -107,7 +65,7 @@ fn upgrade_under_load_fails_nothing_and_a_stream_runs_to_its_end(driver: &str) {
         &failures[..failures.len().min(5)],
         p.stderr()
     );
-    assert!(ok.load(Ordering::Relaxed) > 100, "too little traffic");
+    assert!(ok > 100, "too little traffic: {ok}");
     // The new process serves, and it is the one the pid file names.
     assert_eq!(get(p.addr, "/").text(), "a");
     let new_pid = p.pid_file_pid().expect("pid file");
@@ -135,13 +93,7 @@ fn failed_upgrade_leaves_the_old_process_serving(driver: &str) {
     // Once the file is right again, the upgrade goes through.
     p.rewrite_raw(&good);
     p.signal(libc::SIGUSR2);
-    assert!(
-        wait_until(Duration::from_secs(10), || p
-            .pid_file_pid()
-            .is_some_and(|pid| pid != old_pid)),
-        "{}",
-        p.stderr()
-    );
+    wait_new_pid(&p, old_pid);
     let status = p
         .wait_exit(Duration::from_secs(5))
         .expect("old process still running");
@@ -214,13 +166,7 @@ fn health_checks_never_meet_the_draining_old_process(driver: &str) {
     slow.send("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(b.wait_requests(1, Duration::from_secs(2)));
     p.signal(libc::SIGUSR2);
-    assert!(
-        wait_until(Duration::from_secs(10), || p
-            .pid_file_pid()
-            .is_some_and(|pid| pid != old_pid)),
-        "{}",
-        p.stderr()
-    );
+    wait_new_pid(&p, old_pid);
     assert!(p.is_running(), "the old process should still be draining");
     for _ in 0..30 {
         assert_eq!(get(admin, "/healthz").status, 200);

@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod load;
 pub mod proxy;
 
 use std::collections::HashSet;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub use backend::{Backend, Conn, Request};
 pub use client::{Client, Framing, Response, get};
+pub use load::Load;
 pub use proxy::Proxy;
 
 /// Runs an end-to-end test function `fn name(driver: &str)` once per event-loop driver:
