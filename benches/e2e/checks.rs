@@ -4,7 +4,10 @@
 //! `harness = false` has no #[test] runner.
 
 use crate::cgroup::{Hierarchy, cgroup_path};
-use crate::measure::{WrkReport, median, parse_duration_us, parse_wrk, stat_cpu_ticks, stat_ppid};
+use crate::measure::{
+    WrkReport, load_note, median, parse_duration_us, parse_loadavg, parse_wrk, stat_cpu_ticks,
+    stat_ppid,
+};
 use crate::report::{Cell, Sample, before_after, size_name, table, timestamp};
 use crate::{configs, parse_proxies, parse_sizes, procs};
 use std::net::SocketAddr;
@@ -13,7 +16,7 @@ use std::process::ExitCode;
 
 type Check = (&'static str, fn() -> Result<(), String>);
 
-const CHECKS: [Check; 14] = [
+const CHECKS: [Check; 15] = [
     (
         "wrk_report_gives_rate_latencies_and_errors",
         wrk_report_gives_rate_latencies_and_errors,
@@ -67,6 +70,7 @@ const CHECKS: [Check; 14] = [
         "before_after_pairs_rounds_and_shows_spread",
         before_after_pairs_rounds_and_shows_spread,
     ),
+    ("load_average_read_and_noted", load_average_read_and_noted),
 ];
 
 /// Runs every check and prints the closing line test runners print.
@@ -381,4 +385,17 @@ fn before_after_pairs_rounds_and_shows_spread() -> Result<(), String> {
     let want = "| 16 B | 10.0 (10.0–10.0) | 10.0 (9.0–12.0) | 1.050 (0.900–1.200) \
                 | 100 (100–100) | 100 (90–110) | 1.000 (0.900–1.100) | 2 |";
     ensure(row == want, || format!("got {row}"))
+}
+
+fn load_average_read_and_noted() -> Result<(), String> {
+    ensure(
+        parse_loadavg("0.85 1.20 2.55 1/84 22720\n") == Some(0.85),
+        || "loadavg".into(),
+    )?;
+    ensure(parse_loadavg("").is_none(), || "empty loadavg".into())?;
+    let note = load_note(Some(0.851), None);
+    ensure(
+        note.starts_with("load average (1 min) 0.85 before the first run, ? after"),
+        || note.clone(),
+    )
 }

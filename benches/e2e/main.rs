@@ -253,8 +253,9 @@ fn run() -> Result<(), String> {
     }
     warm_up(&env, &mut proxies)?;
     let names: Vec<&str> = proxies.iter().map(|p| p.name).collect();
-    let mut text = header(&env, &notes);
+    let load_before = measure::load_average();
     let full = run_pass(&env, &mut proxies)?;
+    let mut text = String::new();
     text.push_str(&report::table(
         "One full core",
         &full,
@@ -273,6 +274,8 @@ fn run() -> Result<(), String> {
         text.push('\n');
         text.push_str(&half_core_pass(&env, &mut proxies, &names)?);
     }
+    notes.push(measure::load_note(load_before, measure::load_average()));
+    let text = header(&env, &notes) + &text;
     println!("\n{text}");
     let path = report::write_results("e2e", &text)?;
     eprintln!("e2e: written to {}", path.display());

@@ -81,7 +81,9 @@ pub fn run() -> Result<(), String> {
         return Err("no proxy could be started".into());
     }
     warm_up(&env, &mut subjects)?;
+    let load_before = measure::load_average();
     let lines = rounds(&env, &mut subjects, interval)?;
+    notes.push(measure::load_note(load_before, measure::load_average()));
     notes.extend(subjects.iter().filter_map(haproxy_handover));
     let mut text = header(&env, interval, &notes);
     text.push_str(&report::table(&lines, interval.as_millis() as u64));
