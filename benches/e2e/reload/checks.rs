@@ -206,6 +206,7 @@ fn reload_table_shows_loss_and_goal() -> Result<(), String> {
     })?;
     for part in [
         "nginx 25.0% (25.0% to 25.0%)",
+        "- nginx per round, req/s none → reloading: 800 → 600 (25.0%)",
         "goal (ringway",
         "): met (2.0%, 0 failed)",
     ] {
