@@ -72,6 +72,8 @@ struct Knobs {
     backend: String,
     /// RINGWAY_BENCH_BASELINE: an older ringway binary, measured as [`BASELINE`].
     baseline: Option<PathBuf>,
+    /// RINGWAY_BENCH_WARMUP_SECS: the unrecorded wrk run per proxy before the rounds.
+    warmup_secs: u64,
 }
 
 impl Knobs {
@@ -97,6 +99,7 @@ impl Knobs {
             connections: number("RINGWAY_BENCH_CONNECTIONS", 50)?.clamp(1, 10_000) as u32,
             backend: var("RINGWAY_BENCH_BACKEND").unwrap_or("ringway".into()),
             baseline,
+            warmup_secs: number("RINGWAY_BENCH_WARMUP_SECS", 1)?.max(1),
         };
         if !["ringway", "nginx"].contains(&knobs.backend.as_str()) {
             return Err(format!(
@@ -111,7 +114,7 @@ impl Knobs {
     fn estimate_secs(&self) -> u64 {
         let passes = if self.half_core { 2 } else { 1 };
         let runs = self.sizes.len() * self.rounds * self.proxies.len() * passes;
-        runs as u64 * (self.secs + 1) + self.proxies.len() as u64 * 2
+        runs as u64 * (self.secs + 1) + self.proxies.len() as u64 * (self.warmup_secs + 1)
     }
 }
 
@@ -482,7 +485,7 @@ fn config_accepted(env: &Env, program: &Path, conf: &Path) -> Result<(), String>
 /// One short unrecorded wrk run per proxy: connections pooled, caches and allocators warm.
 fn warm_up(env: &Env, proxies: &mut [Running]) -> Result<(), String> {
     for p in proxies.iter_mut() {
-        if let Err(e) = wrk_run(env, p, env.knobs.sizes[0], 1, 0) {
+        if let Err(e) = wrk_run(env, p, env.knobs.sizes[0], env.knobs.warmup_secs, 0) {
             check_interrupted()?;
             eprintln!("e2e: warm-up of {} failed: {e}", p.name);
         }
@@ -597,7 +600,7 @@ fn header(env: &Env, notes: &[String]) -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     text.push_str(&format!(
         "- machine: {} CPUs, Linux {}\n- wrk -t1 -c{} -d{}s --latency, {} rounds (median shown), \
-         order rotated each round\n- proxies on CPU {}, wrk and backends on CPU {}; one worker \
+         order rotated each round, after a {} s warm-up run per proxy\n- proxies on CPU {}, wrk and backends on CPU {}; one worker \
          each; upstream keep-alive {}; backend: {}\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -606,6 +609,7 @@ fn header(env: &Env, notes: &[String]) -> String {
         k.connections,
         k.secs,
         k.rounds,
+        k.warmup_secs,
         env.cpus.proxy,
         env.cpus.load,
         configs::UPSTREAM_KEEPALIVE,
