@@ -4,8 +4,11 @@
 //! `harness = false` has no #[test] runner.
 
 use crate::cgroup::{Hierarchy, cgroup_path};
-use crate::measure::{WrkReport, median, parse_duration_us, parse_wrk, stat_cpu_ticks, stat_ppid};
-use crate::report::{Cell, Sample, size_name, table, timestamp};
+use crate::measure::{
+    WrkReport, load_note, median, parse_duration_us, parse_loadavg, parse_wrk, stat_cpu_ticks,
+    stat_ppid,
+};
+use crate::report::{Cell, Sample, before_after, size_name, table, timestamp};
 use crate::{configs, parse_proxies, parse_sizes, procs};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,7 +16,7 @@ use std::process::ExitCode;
 
 type Check = (&'static str, fn() -> Result<(), String>);
 
-const CHECKS: [Check; 12] = [
+const CHECKS: [Check; 15] = [
     (
         "wrk_report_gives_rate_latencies_and_errors",
         wrk_report_gives_rate_latencies_and_errors,
@@ -59,6 +62,15 @@ const CHECKS: [Check; 12] = [
         response_parse_splits_status_and_body,
     ),
     ("size_names_are_binary_units", size_names_are_binary_units),
+    (
+        "baseline_is_a_proxy_only_with_its_binary",
+        baseline_is_a_proxy_only_with_its_binary,
+    ),
+    (
+        "before_after_pairs_rounds_and_shows_spread",
+        before_after_pairs_rounds_and_shows_spread,
+    ),
+    ("load_average_read_and_noted", load_average_read_and_noted),
 ];
 
 /// Runs every check and prints the closing line test runners print.
@@ -195,11 +207,13 @@ fn sizes_and_proxies_knobs_parse() -> Result<(), String> {
     )?;
     ensure(parse_sizes("4x").is_err(), || "bad size accepted".into())?;
     ensure(
-        parse_proxies("haproxy,nginx")? == ["nginx", "haproxy"],
+        parse_proxies("haproxy,nginx", false)? == ["nginx", "haproxy"],
         || "subset order".into(),
     )?;
-    ensure(parse_proxies("")?.len() == 3, || "empty = all".into())?;
-    ensure(parse_proxies("envoy").is_err(), || {
+    ensure(parse_proxies("", false)?.len() == 3, || {
+        "empty = all".into()
+    })?;
+    ensure(parse_proxies("envoy", false).is_err(), || {
         "unknown proxy accepted".into()
     })
 }
@@ -210,7 +224,7 @@ fn configs_carry_the_settings_made_alike() -> Result<(), String> {
     let dir = Path::new("/tmp/x");
     let nginx = configs::nginx(listen, &backends, dir);
     let haproxy = configs::haproxy(listen, &backends);
-    let ringway = configs::ringway(listen, &backends, dir);
+    let ringway = configs::ringway(listen, &backends, dir, "ringway");
     let wanted: [(&str, &str); 12] = [
         (&nginx, "worker_processes 1;"),
         (&nginx, "keepalive 64;"),
@@ -247,6 +261,10 @@ fn toml_keys_are_known(text: &str) -> Result<(), String> {
 }
 
 fn sample(rps: f64, cpu: f64) -> Sample {
+    sample_in(0, rps, cpu)
+}
+
+fn sample_in(round: usize, rps: f64, cpu: f64) -> Sample {
     let wrk = WrkReport {
         requests: 1000,
         rps,
@@ -255,6 +273,7 @@ fn sample(rps: f64, cpu: f64) -> Sample {
         errors: 0,
     };
     Sample {
+        round,
         wrk,
         cpu_us_per_req: cpu,
     }
@@ -302,4 +321,81 @@ fn size_names_are_binary_units() -> Result<(), String> {
     ensure(got == ["16 B", "4 KiB", "64 KiB", "1000 B"], || {
         format!("{got:?}")
     })
+}
+
+fn baseline_is_a_proxy_only_with_its_binary() -> Result<(), String> {
+    ensure(
+        parse_proxies("", true)? == ["ringway", "ringway-before", "nginx", "haproxy"],
+        || "empty with a baseline = all four, ringway-before beside ringway".into(),
+    )?;
+    ensure(
+        !parse_proxies("", false)?.contains(&"ringway-before"),
+        || "ringway-before without a baseline binary".into(),
+    )?;
+    ensure(parse_proxies("ringway-before", false).is_err(), || {
+        "ringway-before named without RINGWAY_BENCH_BASELINE accepted".into()
+    })?;
+    // Same job for both binaries: the configs differ only in where the error log goes.
+    let listen: SocketAddr = ([127, 0, 0, 1], 9000).into();
+    let backends: [SocketAddr; 1] = [([127, 0, 0, 1], 9001).into()];
+    let dir = Path::new("/tmp/x");
+    let now = configs::ringway(listen, &backends, dir, "ringway");
+    let old = configs::ringway(listen, &backends, dir, "ringway-before");
+    let diff: Vec<&str> = old
+        .lines()
+        .filter(|l| !now.lines().any(|m| m == *l))
+        .collect();
+    ensure(
+        diff == ["error_log = \"/tmp/x/ringway-before-error.log\""],
+        || format!("configs differ in {diff:?}"),
+    )?;
+    ensure(
+        !old.contains("[admin]") && !old.contains("shutdown_delay"),
+        || "baseline config has keys an older build rejects".into(),
+    )
+}
+
+fn before_after_pairs_rounds_and_shows_spread() -> Result<(), String> {
+    let cell = |proxy, samples| Cell {
+        proxy,
+        size: 16,
+        samples,
+        failure: None,
+    };
+    // ringway-before's round 1 failed: its round-2 run pairs with ringway's round 2 only.
+    let cells = [
+        cell(
+            "ringway",
+            vec![
+                sample_in(0, 110.0, 9.0),
+                sample_in(1, 100.0, 10.0),
+                sample_in(2, 90.0, 12.0),
+            ],
+        ),
+        cell(
+            "ringway-before",
+            vec![sample_in(0, 100.0, 10.0), sample_in(2, 100.0, 10.0)],
+        ),
+    ];
+    let text = before_after("t", &cells, &[16]);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| 16 B"))
+        .ok_or("no 16 B row")?;
+    let want = "| 16 B | 10.0 (10.0–10.0) | 10.0 (9.0–12.0) | 1.050 (0.900–1.200) \
+                | 100 (100–100) | 100 (90–110) | 1.000 (0.900–1.100) | 2 |";
+    ensure(row == want, || format!("got {row}"))
+}
+
+fn load_average_read_and_noted() -> Result<(), String> {
+    ensure(
+        parse_loadavg("0.85 1.20 2.55 1/84 22720\n") == Some(0.85),
+        || "loadavg".into(),
+    )?;
+    ensure(parse_loadavg("").is_none(), || "empty loadavg".into())?;
+    let note = load_note(Some(0.851), None);
+    ensure(
+        note.starts_with("load average (1 min) 0.85 before the first run, ? after"),
+        || note.clone(),
+    )
 }

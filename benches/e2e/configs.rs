@@ -10,8 +10,10 @@ use std::path::Path;
 pub const UPSTREAM_KEEPALIVE: u32 = 64;
 
 /// ringway TOML per SPEC: one unpinned worker (taskset pins the process to CPU 0, and
-/// `pin_workers` would pick its own core), access log off, round robin, keep-alive 64.
-pub fn ringway(listen: SocketAddr, backends: &[SocketAddr], dir: &Path) -> String {
+/// `pin_workers` would pick its own core), access log off, round robin, keep-alive 64. `tag`
+/// names the error log, so ringway and an older binary run as `ringway-before` (which gets
+/// this same config: no `[admin]`, no key an older build would reject) keep theirs apart.
+pub fn ringway(listen: SocketAddr, backends: &[SocketAddr], dir: &Path, tag: &str) -> String {
     let servers: Vec<String> = backends
         .iter()
         .map(|b| format!("  {{ addr = \"{b}\" }},"))
@@ -39,7 +41,7 @@ servers = [
 {servers}
 ]
 "#,
-        err = dir.join("ringway-error.log").display(),
+        err = dir.join(format!("{tag}-error.log")).display(),
         servers = servers.join("\n"),
     )
 }

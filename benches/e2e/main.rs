@@ -27,7 +27,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 /// Every proxy the harness knows, in the order of round 0.
-const PROXIES: [&str; 3] = ["ringway", "nginx", "haproxy"];
+const PROXIES: [&str; 4] = ["ringway", BASELINE, "nginx", "haproxy"];
+
+/// The older ringway binary named by RINGWAY_BENCH_BASELINE, run with ringway's config so
+/// that a change's cost on the hot path shows in the same run, interleaved with ringway.
+pub const BASELINE: &str = "ringway-before";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -66,6 +70,10 @@ struct Knobs {
     connections: u32,
     /// RINGWAY_BENCH_BACKEND: "ringway" (`ringway backend`) or "nginx" (a static stand-in).
     backend: String,
+    /// RINGWAY_BENCH_BASELINE: an older ringway binary, measured as [`BASELINE`].
+    baseline: Option<PathBuf>,
+    /// RINGWAY_BENCH_WARMUP_SECS: the unrecorded wrk run per proxy before the rounds.
+    warmup_secs: u64,
 }
 
 impl Knobs {
@@ -78,14 +86,20 @@ impl Knobs {
                     .map_err(|e| format!("{name}={v}: {e}"))
             })
         };
+        let baseline = var("RINGWAY_BENCH_BASELINE").map(PathBuf::from);
         let knobs = Knobs {
             secs: number("RINGWAY_BENCH_SECS", 5)?.max(1),
             rounds: number("RINGWAY_BENCH_ROUNDS", 3)?.max(1) as usize,
             sizes: parse_sizes(&var("RINGWAY_BENCH_SIZES").unwrap_or("16,4k,64k".into()))?,
-            proxies: parse_proxies(&var("RINGWAY_BENCH_PROXIES").unwrap_or_default())?,
+            proxies: parse_proxies(
+                &var("RINGWAY_BENCH_PROXIES").unwrap_or_default(),
+                baseline.is_some(),
+            )?,
             half_core: var("RINGWAY_BENCH_HALF_CORE").is_none_or(|v| v.trim() != "0"),
             connections: number("RINGWAY_BENCH_CONNECTIONS", 50)?.clamp(1, 10_000) as u32,
             backend: var("RINGWAY_BENCH_BACKEND").unwrap_or("ringway".into()),
+            baseline,
+            warmup_secs: number("RINGWAY_BENCH_WARMUP_SECS", 1)?.max(1),
         };
         if !["ringway", "nginx"].contains(&knobs.backend.as_str()) {
             return Err(format!(
@@ -100,7 +114,7 @@ impl Knobs {
     fn estimate_secs(&self) -> u64 {
         let passes = if self.half_core { 2 } else { 1 };
         let runs = self.sizes.len() * self.rounds * self.proxies.len() * passes;
-        runs as u64 * (self.secs + 1) + self.proxies.len() as u64 * 2
+        runs as u64 * (self.secs + 1) + self.proxies.len() as u64 * (self.warmup_secs + 1)
     }
 }
 
@@ -131,8 +145,9 @@ fn parse_sizes(text: &str) -> Result<Vec<u64>, String> {
     Ok(sizes)
 }
 
-/// "nginx,haproxy" → that subset, in [`PROXIES`] order; empty → all.
-fn parse_proxies(text: &str) -> Result<Vec<&'static str>, String> {
+/// "nginx,haproxy" → that subset, in [`PROXIES`] order; empty → all, [`BASELINE`] only
+/// when there is a baseline binary (`has_baseline`), which naming it requires.
+fn parse_proxies(text: &str, has_baseline: bool) -> Result<Vec<&'static str>, String> {
     let wanted: Vec<String> = text
         .split(',')
         .map(|s| s.trim().to_ascii_lowercase())
@@ -140,12 +155,18 @@ fn parse_proxies(text: &str) -> Result<Vec<&'static str>, String> {
         .collect();
     if let Some(bad) = wanted.iter().find(|w| !PROXIES.contains(&w.as_str())) {
         return Err(format!(
-            "RINGWAY_BENCH_PROXIES: unknown proxy {bad:?} (ringway, nginx, haproxy)"
+            "RINGWAY_BENCH_PROXIES: unknown proxy {bad:?} (ringway, {BASELINE}, nginx, haproxy)"
+        ));
+    }
+    if !has_baseline && wanted.iter().any(|w| w == BASELINE) {
+        return Err(format!(
+            "RINGWAY_BENCH_PROXIES: {BASELINE} needs RINGWAY_BENCH_BASELINE=/path/to/old/ringway"
         ));
     }
     Ok(PROXIES
         .into_iter()
         .filter(|p| wanted.is_empty() || wanted.iter().any(|w| w == p))
+        .filter(|p| has_baseline || *p != BASELINE)
         .collect())
 }
 
@@ -235,18 +256,29 @@ fn run() -> Result<(), String> {
     }
     warm_up(&env, &mut proxies)?;
     let names: Vec<&str> = proxies.iter().map(|p| p.name).collect();
-    let mut text = header(&env, &notes);
+    let load_before = measure::load_average();
     let full = run_pass(&env, &mut proxies)?;
+    let mut text = String::new();
     text.push_str(&report::table(
         "One full core",
         &full,
         &env.knobs.sizes,
         &names,
     ));
+    if names.contains(&"ringway") && names.contains(&BASELINE) {
+        text.push('\n');
+        text.push_str(&report::before_after(
+            "ringway before/after (one full core)",
+            &full,
+            &env.knobs.sizes,
+        ));
+    }
     if env.knobs.half_core {
         text.push('\n');
         text.push_str(&half_core_pass(&env, &mut proxies, &names)?);
     }
+    notes.push(measure::load_note(load_before, measure::load_average()));
+    let text = header(&env, &notes) + &text;
     println!("\n{text}");
     let path = report::write_results("e2e", &text)?;
     eprintln!("e2e: written to {}", path.display());
@@ -256,7 +288,7 @@ fn run() -> Result<(), String> {
 /// Tools (installed if missing), CPUs, and the checks that make a run pointless if they fail.
 fn prepare(knobs: Knobs, dir: &Path) -> Result<Env, String> {
     let mut wanted = vec!["wrk", "taskset"];
-    wanted.extend(knobs.proxies.iter().filter(|p| **p != "ringway"));
+    wanted.extend(knobs.proxies.iter().filter(|p| !p.starts_with("ringway")));
     if knobs.backend == "nginx" {
         wanted.push("nginx");
     }
@@ -285,7 +317,14 @@ fn prepare(knobs: Knobs, dir: &Path) -> Result<Env, String> {
         eprintln!("e2e: one CPU only: proxy, wrk and backends share it");
     }
     let mut knobs = knobs;
-    knobs.proxies.retain(|p| *p == "ringway" || have(p));
+    if let Some(old) = &knobs.baseline {
+        let full = std::fs::canonicalize(old)
+            .map_err(|e| format!("RINGWAY_BENCH_BASELINE={}: {e}", old.display()))?;
+        knobs.baseline = Some(full);
+    }
+    knobs
+        .proxies
+        .retain(|p| p.starts_with("ringway") || have(p));
     Ok(Env {
         knobs,
         dir: dir.to_path_buf(),
@@ -384,13 +423,17 @@ fn start_proxy(
 ) -> Result<Running, String> {
     let log = env.dir.join(format!("{name}.log"));
     let (program, args) = match name {
-        "ringway" => {
-            let conf = configs::ringway(listen, backends, &env.dir);
-            let conf = write_file(&env.dir, "ringway.toml", &conf)?;
-            (
-                PathBuf::from(ringway_bin()),
-                vec!["-c".to_string(), conf.display().to_string()],
-            )
+        "ringway" | BASELINE => {
+            let conf = configs::ringway(listen, backends, &env.dir, name);
+            let conf = write_file(&env.dir, &format!("{name}.toml"), &conf)?;
+            let program = match (name, &env.knobs.baseline) {
+                (BASELINE, Some(old)) => {
+                    config_accepted(env, old, &conf)?;
+                    old.clone()
+                }
+                _ => PathBuf::from(ringway_bin()),
+            };
+            (program, vec!["-c".to_string(), conf.display().to_string()])
         }
         "nginx" => {
             let conf = write_file(
@@ -422,10 +465,27 @@ fn start_proxy(
     })
 }
 
+/// `program -t -c conf` says `configuration ok`: an older ringway must accept the config as
+/// it is, or the comparison would not be of the same job.
+fn config_accepted(env: &Env, program: &Path, conf: &Path) -> Result<(), String> {
+    let mut cmd = std::process::Command::new(program);
+    cmd.arg("-t").arg("-c").arg(conf);
+    let log = env.dir.join("config-test.log");
+    let (status, out) = procs::run_capture(cmd, &log, Duration::from_secs(10))?;
+    if !status.success() {
+        return Err(format!(
+            "{} -t rejects the config: {}",
+            program.display(),
+            procs::tail(&out, 600)
+        ));
+    }
+    Ok(())
+}
+
 /// One short unrecorded wrk run per proxy: connections pooled, caches and allocators warm.
 fn warm_up(env: &Env, proxies: &mut [Running]) -> Result<(), String> {
     for p in proxies.iter_mut() {
-        if let Err(e) = wrk_run(env, p, env.knobs.sizes[0], 1) {
+        if let Err(e) = wrk_run(env, p, env.knobs.sizes[0], env.knobs.warmup_secs, 0) {
             check_interrupted()?;
             eprintln!("e2e: warm-up of {} failed: {e}", p.name);
         }
@@ -453,7 +513,7 @@ fn run_pass(env: &Env, proxies: &mut [Running]) -> Result<Vec<Cell>, String> {
                     cells[first + i].failure = Some(why.clone());
                     continue;
                 }
-                match wrk_run(env, p, size, env.knobs.secs) {
+                match wrk_run(env, p, size, env.knobs.secs, round) {
                     Ok(sample) => cells[first + i].samples.push(sample),
                     Err(e) => {
                         check_interrupted()?;
@@ -468,8 +528,14 @@ fn run_pass(env: &Env, proxies: &mut [Running]) -> Result<Vec<Cell>, String> {
     Ok(cells)
 }
 
-/// One wrk run against `p` and the proxy's CPU time over it.
-fn wrk_run(env: &Env, p: &mut Running, size: u64, secs: u64) -> Result<Sample, String> {
+/// One wrk run against `p` in `round` and the proxy's CPU time over it.
+fn wrk_run(
+    env: &Env,
+    p: &mut Running,
+    size: u64,
+    secs: u64,
+    round: usize,
+) -> Result<Sample, String> {
     let url = format!("http://{}/size/{size}", p.listen);
     let args: Vec<String> = vec![
         "-t1".into(),
@@ -495,6 +561,7 @@ fn wrk_run(env: &Env, p: &mut Running, size: u64, secs: u64) -> Result<Sample, S
     }
     let cpu_us_per_req = (after - before).max(0.0) * 1e6 / wrk.requests as f64;
     Ok(Sample {
+        round,
         wrk,
         cpu_us_per_req,
     })
@@ -533,7 +600,7 @@ fn header(env: &Env, notes: &[String]) -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     text.push_str(&format!(
         "- machine: {} CPUs, Linux {}\n- wrk -t1 -c{} -d{}s --latency, {} rounds (median shown), \
-         order rotated each round\n- proxies on CPU {}, wrk and backends on CPU {}; one worker \
+         order rotated each round, after a {} s warm-up run per proxy\n- proxies on CPU {}, wrk and backends on CPU {}; one worker \
          each; upstream keep-alive {}; backend: {}\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -542,6 +609,7 @@ fn header(env: &Env, notes: &[String]) -> String {
         k.connections,
         k.secs,
         k.rounds,
+        k.warmup_secs,
         env.cpus.proxy,
         env.cpus.load,
         configs::UPSTREAM_KEEPALIVE,
@@ -555,6 +623,14 @@ fn header(env: &Env, notes: &[String]) -> String {
         if let Some(path) = env.tool(tool) {
             text.push_str(&format!("- {}\n", version(env, path, arg)));
         }
+    }
+    if let (Some(old), true) = (&k.baseline, k.proxies.contains(&BASELINE)) {
+        text.push_str(&format!(
+            "- {BASELINE}: `{}` ({}), with ringway's config; ringway: this build ({})\n",
+            old.display(),
+            version(env, old, "--version"),
+            version(env, Path::new(ringway_bin()), "--version"),
+        ));
     }
     for note in notes {
         text.push_str(&format!("- {note}\n"));

@@ -168,3 +168,25 @@ pub fn median(values: &[f64]) -> f64 {
         (v[mid - 1] + v[mid]) / 2.0
     }
 }
+
+/// The 1-minute load average from the text of /proc/loadavg.
+pub fn parse_loadavg(text: &str) -> Option<f64> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
+/// "load average (1 min) 0.85 before the first run, 2.10 after the last": on a shared
+/// machine, what else ran shows here (the harness itself keeps about 2 busy while it measures).
+pub fn load_note(before: Option<f64>, after: Option<f64>) -> String {
+    let show = |v: Option<f64>| v.map_or("?".to_string(), |v| format!("{v:.2}"));
+    format!(
+        "load average (1 min) {} before the first run, {} after the last (the harness itself \
+         keeps about 2 runnable while it measures)",
+        show(before),
+        show(after)
+    )
+}
+
+/// The machine's 1-minute load average now.
+pub fn load_average() -> Option<f64> {
+    parse_loadavg(&std::fs::read_to_string("/proc/loadavg").ok()?)
+}

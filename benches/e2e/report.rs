@@ -8,6 +8,8 @@ use std::path::PathBuf;
 /// One wrk run against one proxy.
 #[derive(Debug, Clone)]
 pub struct Sample {
+    /// The round it ran in: runs of two proxies in the same round ran back to back.
+    pub round: usize,
     pub wrk: WrkReport,
     /// CPU seconds the proxy's processes used during the run, per request, in µs.
     pub cpu_us_per_req: f64,
@@ -99,6 +101,85 @@ pub fn table(title: &str, cells: &[Cell], sizes: &[u64], proxies: &[&str]) -> St
         }
     }
     out
+}
+
+/// ringway against the older binary run as `ringway-before`, per size: each one's CPU per
+/// request and req/s as the median and the lowest to highest round, and after ÷ before as
+/// the median of the per-round ratios (the two ran back to back in a round, so load that
+/// drifts on a shared machine cancels out more than between medians) with their range.
+pub fn before_after(title: &str, cells: &[Cell], sizes: &[u64]) -> String {
+    let mut out = format!("### {title}\n\n");
+    out.push_str(
+        "| size | CPU µs/req before | CPU µs/req after | CPU after ÷ before \
+         | req/s before | req/s after | req/s after ÷ before | rounds |\n\
+         |---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let find = |proxy: &str, size: u64| cells.iter().find(|c| c.proxy == proxy && c.size == size);
+    for &size in sizes {
+        let (Some(before), Some(after)) = (find(crate::BASELINE, size), find("ringway", size))
+        else {
+            continue;
+        };
+        let cpu = |s: &Sample| s.cpu_us_per_req;
+        let rps = |s: &Sample| s.wrk.rps;
+        let pairs = paired(before, after);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            size_name(size),
+            spread(&before.samples, cpu, 1),
+            spread(&after.samples, cpu, 1),
+            ratio_spread(&pairs, cpu),
+            spread(&before.samples, rps, 0),
+            spread(&after.samples, rps, 0),
+            ratio_spread(&pairs, rps),
+            pairs.len(),
+        );
+    }
+    out.push_str(
+        "\nEach figure: median (lowest–highest round); after ÷ before: median of the rounds' \
+         ratios (lowest–highest). CPU: lower is better.\n",
+    );
+    out
+}
+
+/// The runs of `before` and `after` that ran in the same round.
+fn paired<'a>(before: &'a Cell, after: &'a Cell) -> Vec<(&'a Sample, &'a Sample)> {
+    before
+        .samples
+        .iter()
+        .filter_map(|b| Some((b, after.samples.iter().find(|a| a.round == b.round)?)))
+        .collect()
+}
+
+/// "9.6 (9.4–9.9)": median and range of `f` over `samples`, with `digits` decimals.
+pub fn spread(samples: &[Sample], f: fn(&Sample) -> f64, digits: usize) -> String {
+    let values: Vec<f64> = samples.iter().map(f).collect();
+    if values.is_empty() {
+        return "–".into();
+    }
+    let (lo, hi) = min_max(&values);
+    format!("{:.digits$} ({lo:.digits$}–{hi:.digits$})", median(&values))
+}
+
+/// "1.02 (0.98–1.05)": median and range of after ÷ before of `f` over the pairs.
+fn ratio_spread(pairs: &[(&Sample, &Sample)], f: fn(&Sample) -> f64) -> String {
+    let ratios: Vec<f64> = pairs
+        .iter()
+        .filter(|(b, _)| f(b) > 0.0)
+        .map(|(b, a)| f(a) / f(b))
+        .collect();
+    if ratios.is_empty() {
+        return "–".into();
+    }
+    let (lo, hi) = min_max(&ratios);
+    format!("{:.3} ({lo:.3}–{hi:.3})", median(&ratios))
+}
+
+fn min_max(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
 }
 
 /// "16 B", "4 KiB", "64 KiB".

@@ -170,6 +170,7 @@ fn run(rps: f64, errors: u64, sent: u64, in_effect: Option<bool>) -> Run {
     Run {
         round: 0,
         sample: Sample {
+            round: 0,
             wrk,
             cpu_us_per_req: 10.0,
         },
@@ -205,6 +206,7 @@ fn reload_table_shows_loss_and_goal() -> Result<(), String> {
     })?;
     for part in [
         "nginx 25.0% (25.0% to 25.0%)",
+        "- nginx per round, req/s none → reloading: 800 → 600 (25.0%)",
         "goal (ringway",
         "): met (2.0%, 0 failed)",
     ] {

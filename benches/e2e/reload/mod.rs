@@ -46,7 +46,9 @@ struct Subject {
 }
 
 pub fn run() -> Result<(), String> {
-    let knobs = Knobs::from_env()?;
+    let mut knobs = Knobs::from_env()?;
+    // The baseline binary is for the throughput mode's before/after; here it is not run.
+    knobs.proxies.retain(|p| *p != crate::BASELINE);
     let interval = interval_from_env()?;
     let scratch = TempDir::create()?;
     let env = crate::prepare(knobs, &scratch.0)?;
@@ -79,7 +81,9 @@ pub fn run() -> Result<(), String> {
         return Err("no proxy could be started".into());
     }
     warm_up(&env, &mut subjects)?;
+    let load_before = measure::load_average();
     let lines = rounds(&env, &mut subjects, interval)?;
+    notes.push(measure::load_note(load_before, measure::load_average()));
     notes.extend(subjects.iter().filter_map(haproxy_handover));
     let mut text = header(&env, interval, &notes);
     text.push_str(&report::table(&lines, interval.as_millis() as u64));
@@ -268,7 +272,10 @@ fn rounds(env: &Env, subjects: &mut [Subject], interval: Duration) -> Result<Vec
                     continue;
                 }
                 match measured_run(env, s, reloading, interval) {
-                    Ok(run) => line.runs.push(Run { round, ..run }),
+                    Ok(mut run) => {
+                        run.sample.round = round;
+                        line.runs.push(Run { round, ..run });
+                    }
                     Err(e) => {
                         check_interrupted()?;
                         eprintln!("e2e reload: {} (reload {reloading}): {e}", s.run.name);
@@ -340,6 +347,7 @@ fn measured_run(
     Ok(Run {
         round: 0,
         sample: Sample {
+            round: 0,
             wrk,
             cpu_us_per_req,
         },

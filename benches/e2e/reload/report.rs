@@ -128,6 +128,27 @@ pub fn round_losses(lines: &[Line], proxy: &str) -> Vec<f64> {
         .collect()
 }
 
+/// "35372 → 37244 (-5.3%)" for each round that has both runs, in round order: the spread
+/// behind the median, so one disturbed round can be told from a steady loss.
+fn round_pairs(lines: &[Line], proxy: &str) -> Vec<String> {
+    let (Some(calm), Some(busy)) = (find(lines, proxy, false), find(lines, proxy, true)) else {
+        return Vec::new();
+    };
+    let mut pairs: Vec<(usize, String)> = calm
+        .runs
+        .iter()
+        .filter(|c| c.sample.wrk.rps > 0.0)
+        .filter_map(|c| {
+            let b = busy.runs.iter().find(|b| b.round == c.round)?;
+            let (before, after) = (c.sample.wrk.rps, b.sample.wrk.rps);
+            let loss = (before - after) / before * 100.0;
+            Some((c.round, format!("{before:.0} → {after:.0} ({loss:.1}%)")))
+        })
+        .collect();
+    pairs.sort_by_key(|(round, _)| *round);
+    pairs.into_iter().map(|(_, text)| text).collect()
+}
+
 /// The median of [`round_losses`].
 pub fn loss_pct(lines: &[Line], proxy: &str) -> Option<f64> {
     let losses = round_losses(lines, proxy);
@@ -156,6 +177,16 @@ fn summary(lines: &[Line]) -> String {
         "- req/s lost to reloading, median of the rounds (lowest to highest): {}",
         losses.join(", ")
     );
+    for p in &proxies {
+        let each = round_pairs(lines, p);
+        if !each.is_empty() {
+            let _ = writeln!(
+                out,
+                "- {p} per round, req/s none → reloading: {}",
+                each.join(", ")
+            );
+        }
+    }
     let effect: Vec<String> = proxies
         .iter()
         .filter_map(|p| find(lines, p, true))
