@@ -14,6 +14,13 @@ pub fn now_ms() -> u64 {
     epoch.elapsed().as_millis() as u64 + 1
 }
 
+/// [`now_ms`] as it read at `at` (no clock read of its own: for a caller that has just
+/// taken an `Instant` anyway).
+pub fn ms_at(at: Instant) -> u64 {
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    at.saturating_duration_since(epoch).as_millis() as u64 + 1
+}
+
 /// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
 /// (Howard Hinnant's algorithm), for log timestamps without a date crate.
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -46,5 +53,13 @@ mod tests {
         let a = now_ms();
         let b = now_ms();
         assert!(a >= 1 && b >= a);
+    }
+
+    #[test]
+    fn ms_at_agrees_with_now_ms() {
+        let before = now_ms();
+        let at = ms_at(Instant::now());
+        let after = now_ms();
+        assert!(before <= at && at <= after, "{before} {at} {after}");
     }
 }

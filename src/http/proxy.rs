@@ -136,6 +136,7 @@ async fn read_head(
         max_header_size: spec.max_header_size,
     };
     let mut idle = idle_first && conn.inbound.is_empty();
+    let mut fresh_now = Some(now);
     let mut deadline = now
         + if idle {
             spec.keepalive_timeout
@@ -163,11 +164,13 @@ async fn read_head(
                 deadline = Instant::now() + spec.client_header_timeout;
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        // The caller's `now` is fresh enough for the first wait; later ones read the clock.
+        let at = fresh_now.take().unwrap_or_else(Instant::now);
+        let left = deadline.saturating_duration_since(at);
         // Between requests the connection is idle: a drain or a removed listener may close it.
         let slot = idle.then(|| {
             use std::os::fd::AsRawFd;
-            worker.enter_idle(spec.bind, conn.stream.as_raw_fd())
+            worker.enter_idle(spec.bind, conn.stream.as_raw_fd(), crate::clock::ms_at(at))
         });
         let filled = conn.inbound.fill(&mut conn.stream, READ_CHUNK, left).await;
         if let Some(slot) = slot {

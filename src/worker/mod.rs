@@ -143,8 +143,9 @@ impl Worker {
     }
 
     /// Registers a connection as idle between requests (see [`IdleSet`]).
-    pub fn enter_idle(&self, bind: SocketAddr, fd: std::os::fd::RawFd) -> IdleSlot {
-        self.idle.borrow_mut().enter(bind, fd, now_ms())
+    /// `since` is when the wait began ([`crate::clock::ms_at`]).
+    pub fn enter_idle(&self, bind: SocketAddr, fd: std::os::fd::RawFd, since_ms: u64) -> IdleSlot {
+        self.idle.borrow_mut().enter(bind, fd, since_ms)
     }
 
     pub fn leave_idle(&self, slot: IdleSlot) {
