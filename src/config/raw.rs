@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::units::{Dur, RawProxyProtocol, Size, Workers};
+use super::units::{Dur, RawNextUpstream, RawProxyProtocol, Size, Workers};
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -123,7 +123,7 @@ pub struct RawUpstream {
     pub connect_timeout: Option<Spanned<Dur>>,
     pub send_timeout: Option<Spanned<Dur>>,
     pub read_timeout: Option<Spanned<Dur>>,
-    pub next_upstream: Option<Spanned<Vec<Spanned<String>>>>,
+    pub next_upstream: Option<Spanned<RawNextUpstream>>,
     pub next_upstream_tries: Option<Spanned<i64>>,
     pub next_upstream_timeout: Option<Spanned<Dur>>,
     pub retry_non_idempotent: Option<bool>,

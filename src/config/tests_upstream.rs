@@ -252,6 +252,29 @@ fn next_upstream_conditions_are_read() {
 }
 
 #[test]
+fn next_upstream_may_be_one_word_as_nginx_users_write_it() {
+    let off = ok(&config("", "next_upstream = \"off\"")).groups[0].next_upstream;
+    assert_eq!(off, NextUpstream::default());
+    let one = ok(&config("", "next_upstream = \"http_502\"")).groups[0].next_upstream;
+    assert_eq!(
+        one,
+        NextUpstream {
+            http_502: true,
+            ..NextUpstream::default()
+        }
+    );
+    let text = config("", "next_upstream = \"sometimes\"");
+    assert_error(
+        &text,
+        7,
+        "upstreams.u.next_upstream",
+        "unknown condition \"sometimes\"",
+    );
+    let text = config("", "next_upstream = 3");
+    assert_error(&text, 7, "upstreams.u.next_upstream", "a condition");
+}
+
+#[test]
 fn next_upstream_rejects_unknown_conditions() {
     let text = config("", "next_upstream = [\"error\", \"http_418\"]");
     assert_error(

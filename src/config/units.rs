@@ -1,5 +1,6 @@
-//! Value types with units: durations (`"500ms"`, `"10s"`), sizes (`1024`, `"48m"`), and the
-//! two keys that take either a word or a number/bool (`workers`, `proxy_protocol`).
+//! Value types with units: durations (`"500ms"`, `"10s"`), sizes (`1024`, `"48m"`), the
+//! two keys that take either a word or a number/bool (`workers`, `proxy_protocol`), and
+//! `next_upstream`, a word or a list of words.
 //!
 //! Each parses inside serde, so a bad value is reported by the deserializer with the span of
 //! the value and then located like any other type error.
@@ -21,6 +22,38 @@ pub struct Dur(pub Duration);
 /// A size in bytes, written as an integer or a string with a `k`/`m`/`g` suffix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Size(pub u64);
+
+/// `next_upstream` as written: one condition (`"off"`, as nginx users write it) or a list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RawNextUpstream {
+    One(String),
+    Many(Vec<toml::Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for RawNextUpstream {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawNextUpstream;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a condition such as \"error\", a list of them, or \"off\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawNextUpstream::One(v.to_string()))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                // Read from the real sequence (not a buffered copy) so each element keeps
+                // its span.
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(RawNextUpstream::Many(items))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
 
 /// `runtime.workers`: `"auto"` or a count (range-checked during validation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::check::{Zero, resolve};
 use super::raw::{RawBalance, RawHealthCheck, RawQueue, RawServer, RawUpstream};
 use super::source::{Report, index, join};
-use super::units::Dur;
+use super::units::{Dur, RawNextUpstream};
 use crate::balance::{MAX_SERVERS, Peers, Policy, Server};
 use crate::snapshot::{Group, HealthCheck, NextUpstream, Queue};
 use crate::template::Template;
@@ -225,37 +225,45 @@ fn condition<'n>(n: &'n mut NextUpstream, name: &str) -> Option<&'n mut bool> {
 
 fn next_upstream(
     r: &mut Report<'_, '_>,
-    raw: Option<&Spanned<Vec<Spanned<String>>>>,
+    raw: Option<&Spanned<RawNextUpstream>>,
     key: &str,
 ) -> NextUpstream {
     let mut result = NextUpstream::default();
-    let Some(list) = raw else {
+    let Some(raw) = raw else {
         result.error = true;
         result.timeout = true;
         return result;
     };
-    if list.get_ref().is_empty() {
-        let message = "must not be empty: list conditions, or [\"off\"] to never retry";
-        r.at(&list.span(), key, message);
+    // (name, where it is written, its key path): a single word stands for a list of one.
+    let items: Vec<(&str, Range<usize>, String)> = match raw.get_ref() {
+        RawNextUpstream::One(name) => vec![(name.as_str(), raw.span(), key.to_string())],
+        RawNextUpstream::Many(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.get_ref().as_str(), n.span(), index(key, i)))
+            .collect(),
+    };
+    if items.is_empty() {
+        let message = "must not be empty: list conditions, or \"off\" to never retry";
+        r.at(&raw.span(), key, message);
     }
-    for (i, name) in list.get_ref().iter().enumerate() {
-        if name.get_ref() == "off" {
-            if list.get_ref().len() > 1 {
+    for (name, span, path) in &items {
+        if *name == "off" {
+            if items.len() > 1 {
                 let message = "\"off\" cannot be combined with other conditions";
-                r.at(&name.span(), &index(key, i), message);
+                r.at(span, path, message);
             }
             continue;
         }
-        match condition(&mut result, name.get_ref()) {
+        match condition(&mut result, name) {
             Some(flag) => *flag = true,
             None => {
                 let message = format!(
-                    "unknown condition {:?}: expected error, timeout, invalid_header, http_500, \
-                     http_502, http_503, http_504, http_403, http_404, http_429, \
-                     non_idempotent or \"off\"",
-                    name.get_ref()
+                    "unknown condition {name:?}: expected error, timeout, invalid_header, \
+                     http_500, http_502, http_503, http_504, http_403, http_404, http_429, \
+                     non_idempotent or \"off\""
                 );
-                r.at(&name.span(), &index(key, i), message);
+                r.at(span, path, message);
             }
         }
     }
