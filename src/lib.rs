@@ -83,8 +83,12 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
     if let Some(ready) = handover.ready {
         ready.report();
     }
-    let mut control = control::Control::new(current, listeners, running, Some(log));
-    control.admin = admin;
-    control::run(control);
+    control::run(control::Control::new(
+        current,
+        listeners,
+        running,
+        Some(log),
+        admin,
+    ));
     Ok(())
 }

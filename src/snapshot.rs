@@ -89,7 +89,7 @@ impl Snapshot {
 
     /// The listener bound to `bind`, if this snapshot has one.
     pub fn listener_by_bind(&self, bind: SocketAddr) -> Option<&Listener> {
-        self.listeners.iter().find(|l| l.bind == bind)
+        self.listener_index(bind).map(|i| &self.listeners[i])
     }
 
     /// Whether any group has a server at `addr`.

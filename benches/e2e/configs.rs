@@ -119,6 +119,16 @@ http {{
     )
 }
 
+/// The `defaults` section every HAProxy configuration of the benchmark starts from.
+pub const HAPROXY_DEFAULTS: &str = "defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+";
+
 /// HAProxy: one thread, HTTP mode, keep-alive on both sides with `http-reuse always`, round
 /// robin, no `log` lines (so no logging). `maxconn` is set because HAProxy derives its file
 /// descriptor need from it (about 2 per connection) and refuses to start when the nofile limit
@@ -134,14 +144,7 @@ pub fn haproxy(listen: SocketAddr, backends: &[SocketAddr]) -> String {
     nbthread 1
     maxconn 4096
 
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-
+{HAPROXY_DEFAULTS}
 frontend bench
     bind {listen}
     default_backend backends

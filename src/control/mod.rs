@@ -85,6 +85,7 @@ impl Control {
         listeners: ListenerSet,
         running: Running,
         log: Option<log_thread::LogHandle>,
+        admin: Option<admin::AdminHandle>,
     ) -> Control {
         let generation = current.load().generation;
         Control {
@@ -95,7 +96,7 @@ impl Control {
             generation,
             notify: notify::Notifier::from_env(),
             log,
-            admin: None,
+            admin,
         }
     }
 

@@ -8,8 +8,6 @@
 
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-
 use super::Control;
 use super::state::state;
 use crate::snapshot::Snapshot;
@@ -54,7 +52,8 @@ pub fn reload(ctl: &mut Control) -> bool {
         crate::log::set_level(new.log.level);
     }
     let generation = new.generation;
-    publish(&ctl.current, new);
+    // One atomic publish: each worker sees it on its next request.
+    ctl.current.store(Arc::new(new));
     for (worker, (link, listen)) in ctl.running.links.iter().zip(change.added).enumerate() {
         let msg = WorkerMsg::Reload {
             listen,
@@ -83,10 +82,6 @@ fn build(old: &Snapshot, generation: u64) -> Result<Snapshot, String> {
     })?;
     new.inherit(old);
     Ok(new)
-}
-
-fn publish(current: &Arc<ArcSwap<Snapshot>>, new: Snapshot) {
-    current.store(Arc::new(new));
 }
 
 /// `[runtime]` keys that shape threads and sockets apply only to a new process.

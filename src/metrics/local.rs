@@ -89,7 +89,9 @@ impl LocalStats {
         inner.follow(snap);
         let t = &inner.tables;
         let cell = if Arc::ptr_eq(snap, &t.snap) {
-            listener_index(&t.snap, bind).map(|i| t.connections[i].clone())
+            t.snap
+                .listener_index(bind)
+                .map(|i| t.connections[i].clone())
         } else {
             snap.listener_by_bind(bind)
                 .map(|l| gauge_for(&mut inner.gauges, &l.name))
@@ -120,7 +122,7 @@ impl LocalStats {
         inner.follow(snap);
         let t = &mut inner.tables;
         if Arc::ptr_eq(snap, &t.snap) {
-            let Some(listener) = listener_index(&t.snap, bind) else {
+            let Some(listener) = t.snap.listener_index(bind) else {
                 return;
             };
             let slot = match upstream {
@@ -282,10 +284,6 @@ impl Tables {
             }
         }
     }
-}
-
-fn listener_index(snap: &Snapshot, bind: SocketAddr) -> Option<usize> {
-    snap.listeners.iter().position(|l| l.bind == bind)
 }
 
 fn count_code(codes: &mut Vec<(u16, u64)>, code: u16) {

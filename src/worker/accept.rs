@@ -113,15 +113,17 @@ fn take_queued(worker: &Rc<Worker>, listener: &TcpListener, bind: SocketAddr) {
 
 /// Counts the connection against `runtime.max_connections` and serves it.
 fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bind: SocketAddr) {
-    let max = worker.snapshot().snap.runtime.max_connections;
-    let Some(slot) = super::ConnectionSlot::take(worker, max) else {
+    let snap = worker.snapshot().snap.clone();
+    let Some(slot) = super::ConnectionSlot::take(worker, snap.runtime.max_connections) else {
         // Over the limit: closing at once is cheaper for everyone than queueing.
         return;
     };
     let _ = stream.set_nodelay(true);
     let worker = worker.clone();
     monoio::spawn(async move {
-        let _open = worker.stats.open_connection(&worker.snapshot().snap, bind);
+        // The gauge is opened against the snapshot just read; it is not held beyond that.
+        let _open = worker.stats.open_connection(&snap, bind);
+        drop(snap);
         crate::http::proxy::serve(&worker, stream, peer, bind).await;
         drop(slot);
     });

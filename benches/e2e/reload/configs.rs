@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::configs::HAPROXY_DEFAULTS;
+
 /// Server weights of variant 0 and variant 1, in the order of the backends.
 pub const WEIGHTS: [[u32; 2]; 2] = [[4, 1], [1, 4]];
 
@@ -125,14 +127,7 @@ pub fn haproxy(listen: SocketAddr, backends: &[SocketAddr; 2], variant: usize) -
     maxconn 4096
     hard-stop-after {DRAIN_LIMIT}
 
-defaults
-    mode http
-    option http-keep-alive
-    option idle-close-on-response
-    http-reuse always
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
+{HAPROXY_DEFAULTS}    option idle-close-on-response
 
 frontend bench
     bind {listen}

@@ -251,6 +251,17 @@ impl Proxy {
 
     /// Waits up to `within` for the proxy to exit.
     pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        self.poll_exit(within, Some(Duration::from_millis(10)))
+    }
+
+    /// Waits up to `within` for the proxy to exit, polling without sleeping, so the caller
+    /// learns of the exit within microseconds (what a supervisor's `waitpid` sees).
+    pub fn wait_exit_closely(&mut self, within: Duration) -> Option<ExitStatus> {
+        self.poll_exit(within, None)
+    }
+
+    /// Polls for the exit every `pause` (or as often as the scheduler allows) until `within`.
+    fn poll_exit(&mut self, within: Duration, pause: Option<Duration>) -> Option<ExitStatus> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.exited {
@@ -263,22 +274,11 @@ impl Proxy {
             if Instant::now() >= deadline {
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits up to `within` for the proxy to exit, polling without sleeping, so the caller
-    /// learns of the exit within microseconds (what a supervisor's `waitpid` sees).
-    pub fn wait_exit_closely(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                self.exited = Some(status);
-                return Some(status);
+            match pause {
+                Some(pause) => std::thread::sleep(pause),
+                None => std::thread::yield_now(),
             }
-            std::thread::yield_now();
         }
-        None
     }
 
     /// Whether the process is still running.
