@@ -79,7 +79,7 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
             Err(HeadWait::Reject(status)) => {
                 let sent = send_error(&mut conn, status, true, false).await;
                 log_rejected(worker, &local.snap, &conn, status, sent, reading);
-                worker.stats.request(&local.snap, bind, None, status, None);
+                worker.stats.request(&local.snap, index, None, status, None);
                 return;
             }
         };
@@ -91,13 +91,10 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
         {
             (local, index) = (fresh, i);
         }
-        let Some(spec) = local.snap.listeners.get(index) else {
-            return;
-        };
         served += 1;
         conn.up_in = Inbound::from_vec(worker.lend_buffer(STREAM_CHUNK));
         conn.out = worker.lend_buffer(STREAM_CHUNK);
-        let after = handle(worker, &local, spec, &mut conn, head, served).await;
+        let after = handle(worker, &local, index, &mut conn, head, served).await;
         worker.return_buffer(conn.up_in.take_vec());
         worker.return_buffer(std::mem::take(&mut conn.out));
         conn.inbound.shrink_idle();
@@ -234,11 +231,12 @@ fn log_rejected(
 async fn handle(
     worker: &Rc<Worker>,
     local: &LocalSnapshot,
-    spec: &Listener,
+    index: usize,
     conn: &mut Downstream,
     head: RequestHead,
     served: u32,
 ) -> After {
+    let spec = &local.snap.listeners[index];
     let started = Instant::now();
     let head_only = head.is_head(&conn.head_buf);
     let group_id = spec.route(
@@ -289,7 +287,7 @@ async fn handle(
     let routed = Some((group_id, vars.upstream));
     worker
         .stats
-        .request(&local.snap, spec.bind, routed, vars.status, Some(started));
+        .request(&local.snap, index, routed, vars.status, Some(started));
     conn.tries = std::mem::take(&mut vars.tries);
     conn.tries.clear();
     conn.head_buf = head_buf;

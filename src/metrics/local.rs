@@ -102,14 +102,15 @@ impl LocalStats {
         ConnectionGauge(cell)
     }
 
-    /// A request on the listener bound to `bind` was answered with `code`. `upstream` is
-    /// the group it was routed to and the address of the server of its last attempt (None
-    /// when ringway answered before routing, or no server was tried). `started` is when its
-    /// head was read (None for a head that never arrived whole: not in the histogram).
+    /// A request on listener `listener` (its index in `snap`) was answered with `code`.
+    /// `upstream` is the group it was routed to and the address of the server of its last
+    /// attempt (None when ringway answered before routing, or no server was tried).
+    /// `started` is when its head was read (None for a head that never arrived whole: not
+    /// in the histogram).
     pub fn request(
         &self,
         snap: &Arc<Snapshot>,
-        bind: SocketAddr,
+        listener: usize,
         upstream: Option<(GroupId, Option<SocketAddr>)>,
         code: u16,
         started: Option<Instant>,
@@ -122,15 +123,15 @@ impl LocalStats {
         inner.follow(snap);
         let t = &mut inner.tables;
         if Arc::ptr_eq(snap, &t.snap) {
-            let Some(listener) = t.snap.listener_index(bind) else {
+            if listener >= t.snap.listeners.len() {
                 return;
-            };
+            }
             let slot = match upstream {
                 None => 0,
                 Some((group, addr)) => t.server_slot(group, addr),
             };
             count_code(&mut t.requests[listener * t.slots + slot], code);
-        } else if let Some(key) = request_key(snap, bind, upstream, code) {
+        } else if let Some(key) = request_key(snap, listener, upstream, code) {
             *inner.archive.requests.entry(key).or_default() += 1;
         }
     }
@@ -306,11 +307,11 @@ fn gauge_for(gauges: &mut Vec<(String, Rc<Cell<u64>>)>, name: &str) -> Rc<Cell<u
 /// The names of a request counted against a snapshot the tables are not for.
 fn request_key(
     snap: &Snapshot,
-    bind: SocketAddr,
+    listener: usize,
     upstream: Option<(GroupId, Option<SocketAddr>)>,
     code: u16,
 ) -> Option<RequestKey> {
-    let listener = snap.listener_by_bind(bind)?.name.clone();
+    let listener = snap.listeners.get(listener)?.name.clone();
     let (upstream, server) = match upstream {
         None => (String::new(), String::new()),
         Some((group, addr)) => (

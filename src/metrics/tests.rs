@@ -22,6 +22,11 @@ fn addr(s: &str) -> SocketAddr {
 }
 
 const L: &str = "127.0.0.1:1700";
+
+/// The index of listener `L` in `snap`.
+fn at(snap: &Snapshot) -> usize {
+    snap.listener_index(addr(L)).expect("listener L")
+}
 const X: &str = "127.0.0.1:1801";
 const Y: &str = "127.0.0.1:1802";
 const Z: &str = "127.0.0.1:1803";
@@ -72,11 +77,11 @@ fn requests_are_counted_per_listener_group_server_and_code() {
     let stats = LocalStats::new(s1.clone());
     let b = s1.group_by_name("b").unwrap();
     let now = Some(Instant::now());
-    stats.request(&s1, addr(L), Some((b, Some(addr(X)))), 200, now);
-    stats.request(&s1, addr(L), Some((b, Some(addr(X)))), 200, now);
-    stats.request(&s1, addr(L), Some((b, Some(addr(Y)))), 404, now);
-    stats.request(&s1, addr(L), Some((b, None)), 502, now);
-    stats.request(&s1, addr(L), None, 400, None);
+    stats.request(&s1, at(&s1), Some((b, Some(addr(X)))), 200, now);
+    stats.request(&s1, at(&s1), Some((b, Some(addr(X)))), 200, now);
+    stats.request(&s1, at(&s1), Some((b, Some(addr(Y)))), 404, now);
+    stats.request(&s1, at(&s1), Some((b, None)), 502, now);
+    stats.request(&s1, at(&s1), None, 400, None);
     let r = stats.report();
     assert_eq!(r.requests.get(&key("b", X, 200)), Some(&2));
     assert_eq!(r.requests.get(&key("b", Y, 404)), Some(&1));
@@ -92,7 +97,7 @@ fn counters_survive_a_reload_that_renumbers_groups_and_servers() {
     let (s1, s2) = (gen1(), gen2());
     let stats = LocalStats::new(s1.clone());
     let b1 = s1.group_by_name("b").unwrap();
-    stats.request(&s1, addr(L), Some((b1, Some(addr(X)))), 200, None);
+    stats.request(&s1, at(&s1), Some((b1, Some(addr(X)))), 200, None);
     stats.retry(b1, &s1.groups[b1], 1);
     stats.first_byte(b1, &s1.groups[b1], 0, Duration::from_millis(3));
     stats.follow(&s2);
@@ -101,7 +106,7 @@ fn counters_survive_a_reload_that_renumbers_groups_and_servers() {
         b1, b2,
         "the reload must renumber for this test to mean anything"
     );
-    stats.request(&s2, addr(L), Some((b2, Some(addr(X)))), 200, None);
+    stats.request(&s2, at(&s2), Some((b2, Some(addr(X)))), 200, None);
     stats.retry(b2, &s2.groups[b2], 0); // Y in generation 2
     stats.first_byte(b2, &s2.groups[b2], 1, Duration::from_millis(30)); // X
     let r = stats.report();
@@ -124,7 +129,7 @@ fn an_event_from_a_request_still_on_the_old_snapshot_is_counted_by_name() {
     // A request that started before the reload ends after it, with generation 1's indexes.
     let b1 = s1.group_by_name("b").unwrap();
     stats.failure(b1, &s1.groups[b1], 1);
-    stats.request(&s1, addr(L), Some((b1, Some(addr(Y)))), 503, None);
+    stats.request(&s1, at(&s1), Some((b1, Some(addr(Y)))), 503, None);
     let r = stats.report();
     assert_eq!(r.servers[&skey("b", Y)].failures, 1);
     assert_eq!(r.requests.get(&key("b", Y, 503)), Some(&1));
@@ -134,9 +139,9 @@ fn an_event_from_a_request_still_on_the_old_snapshot_is_counted_by_name() {
 fn a_newer_snapshot_seen_on_the_data_path_moves_the_tables() {
     let (s1, s2) = (gen1(), gen2());
     let stats = LocalStats::new(s1.clone());
-    stats.request(&s1, addr(L), None, 400, None);
+    stats.request(&s1, at(&s1), None, 400, None);
     let a2 = s2.group_by_name("a").unwrap();
-    stats.request(&s2, addr(L), Some((a2, Some(addr(Z)))), 200, None);
+    stats.request(&s2, at(&s2), Some((a2, Some(addr(Z)))), 200, None);
     stats.first_byte(a2, &s2.groups[a2], 0, Duration::from_millis(1));
     let r = stats.report();
     assert_eq!(r.requests.get(&key("", "", 400)), Some(&1));

@@ -7,6 +7,7 @@
 //! a failure on a reused connection is retried silently.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 
 use monoio::net::TcpStream;
@@ -38,7 +39,54 @@ impl Pooled {
 /// Idle connections of one worker, per server address, most recently used last.
 #[derive(Default)]
 pub struct LocalPool {
-    idle: HashMap<SocketAddr, Vec<Pooled>>,
+    idle: HashMap<SocketAddr, Vec<Pooled>, BuildHasherDefault<AddrHasher>>,
+}
+
+/// A multiply-rotate hash (rustc's Fx) for the pool's keys. The default SipHash costs about
+/// two hundred instructions per lookup, twice per request; its flooding resistance buys
+/// nothing here, the keys being the configuration's own server addresses.
+#[derive(Default)]
+pub struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.add(n);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl AddrHasher {
+    fn add(&mut self, word: u64) {
+        const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
 }
 
 impl LocalPool {
@@ -108,6 +156,19 @@ mod tests {
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (server, _) = listener.accept().unwrap();
         (TcpStream::from_std(client).unwrap(), server)
+    }
+
+    #[test]
+    fn addr_hash_separates_addresses_that_differ_in_port_or_ip() {
+        use std::hash::BuildHasher;
+        let build = BuildHasherDefault::<AddrHasher>::default();
+        let mut seen = std::collections::HashSet::new();
+        for ip in ["127.0.0.1", "127.0.0.2", "10.0.0.1", "::1", "fe80::1"] {
+            for port in [80u16, 1701, 1702, 1703, 8080] {
+                let addr = SocketAddr::new(ip.parse().unwrap(), port);
+                assert!(seen.insert(build.hash_one(addr)), "{addr} collides");
+            }
+        }
     }
 
     #[monoio::test_all]
