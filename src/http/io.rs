@@ -44,9 +44,9 @@ impl Inbound {
         std::mem::take(&mut self.buf)
     }
 
-    /// Shrinks an empty buffer that grew for a body back to the idle size.
+    /// Shrinks an empty buffer that grew for a long head or a body back to the idle size.
     pub fn shrink_idle(&mut self) {
-        if self.is_empty() && self.buf.capacity() > READ_CHUNK {
+        if self.is_empty() && self.buf.capacity() > IDLE_CHUNK {
             self.buf = Vec::with_capacity(IDLE_CHUNK);
         }
     }
@@ -315,6 +315,29 @@ mod tests {
             .unwrap();
         assert_eq!(n, 0, "end of stream");
         assert_eq!(inbound.pending(), b"world");
+    }
+
+    #[monoio::test_all(timer_enabled = true)]
+    async fn idle_sized_reads_keep_the_idle_buffer_and_a_grown_one_shrinks_back() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut client = TcpStream::connect_addr(addr).await.unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        server.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let mut inbound = Inbound::new();
+        let n = inbound
+            .fill(&mut client, IDLE_CHUNK, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(n > 0);
+        // What an idle keep-alive connection holds while it waits: no more than this.
+        assert_eq!(inbound.buf.capacity(), IDLE_CHUNK);
+        inbound.consume(inbound.pending().len());
+        // A long head or a body grew it; between requests it goes back to the idle size.
+        inbound.make_room(READ_CHUNK);
+        assert!(inbound.buf.capacity() >= READ_CHUNK);
+        inbound.shrink_idle();
+        assert_eq!(inbound.buf.capacity(), IDLE_CHUNK);
     }
 
     #[monoio::test_all(timer_enabled = true)]

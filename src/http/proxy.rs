@@ -13,7 +13,7 @@ use monoio::net::TcpStream;
 
 use crate::http::attempt::{self, Held, Outcome};
 use crate::http::head::{HeadLimits, RequestBody, RequestHead, parse_request};
-use crate::http::io::{Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
+use crate::http::io::{IDLE_CHUNK, Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::error_response;
 use crate::http::stream::{ClientBodyError, RequestBodyState, relay};
 use crate::http::vars::{RequestVars, UpstreamTry, partial_head};
@@ -169,7 +169,11 @@ async fn read_head(
             use std::os::fd::AsRawFd;
             worker.enter_idle(spec.bind, conn.stream.as_raw_fd(), crate::clock::ms_at(at))
         });
-        let filled = conn.inbound.fill(&mut conn.stream, READ_CHUNK, left).await;
+        // An idle connection's read holds only the idle-sized buffer for as long as the
+        // client waits (io_uring owns it until the read completes); a head that does not
+        // fit grows it on the next read.
+        let want = if idle { IDLE_CHUNK } else { READ_CHUNK };
+        let filled = conn.inbound.fill(&mut conn.stream, want, left).await;
         if let Some(slot) = slot {
             worker.leave_idle(slot);
         }
