@@ -6,6 +6,7 @@ mod support;
 
 mod access_log;
 mod admin;
+mod backup;
 mod balance;
 mod basic;
 mod cli;
