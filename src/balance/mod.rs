@@ -6,10 +6,11 @@
 //!
 //! Files: `round_robin.rs` (smooth weighted, also used for backups and as every policy's
 //! fallback), `least_conn.rs`, `hash.rs` (consistent ring and ip_hash), `random_two.rs`,
-//! `marks.rs` (the atomics). Every policy picks among the primaries first; backups are chosen,
-//! by round robin among themselves, only when no primary is usable. *Usable* means not
-//! `down`, not marked by failures or probes, not tried for this request, and below
-//! `max_conns`. A pick allocates nothing and takes no lock.
+//! `marks.rs` (the atomics), `slow_start.rs` (the weight of a server ramping back up). Every
+//! policy picks among the primaries first; backups are chosen, by round robin among
+//! themselves, only when no primary is usable. *Usable* means not `down`, not marked by
+//! failures or probes, not tried for this request, and below `max_conns`. A pick allocates
+//! nothing and takes no lock.
 //!
 //! Keys: `hash` hashes `PickKey::Bytes` (or the address bytes of `PickKey::Ip`) onto its ring;
 //! `ip_hash` hashes `PickKey::Ip` the nginx way (or all bytes of `PickKey::Bytes`). Either
@@ -20,6 +21,7 @@ mod least_conn;
 mod marks;
 mod random_two;
 mod round_robin;
+mod slow_start;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -117,6 +119,8 @@ pub struct Peers {
     ring: hash::Ring,
     /// Active counts and health marks, shared by every worker.
     marks: Marks,
+    /// `slow_start` in ms; 0 = off (weights are never ramped, nothing extra is read).
+    slow_start_ms: u64,
 }
 
 /// Per-worker balancing state for one group (smooth weights, tie cursor, random seed).
@@ -173,14 +177,28 @@ impl Peers {
             cumulative,
             ring,
             marks,
+            slow_start_ms: 0,
         }
+    }
+
+    /// Sets the group's `slow_start`: servers that come back ramp up to their weight over it.
+    pub fn with_slow_start(mut self, ramp: Option<Duration>) -> Peers {
+        self.slow_start_ms = ramp.map_or(0, millis);
+        self
     }
 
     /// Carries per-server state over a reload: every server of `self` that `old` also has
     /// (same address; the n-th occurrence of an address matches the n-th) shares `old`'s marks
     /// from now on: active counts, passive failure marks and probe verdicts. Call while
     /// building the new snapshot, before any worker sees it.
+    ///
+    /// A server `old` does not have, or had as `down`, comes back now: with `slow_start` it
+    /// ramps up from here.
     pub fn inherit(&mut self, old: &Peers) {
+        self.inherit_at(old, crate::clock::now_ms());
+    }
+
+    fn inherit_at(&mut self, old: &Peers, now_ms: u64) {
         for idx in 0..self.servers.len() {
             let addr = self.servers[idx].addr;
             let nth = self.servers[..idx]
@@ -194,8 +212,14 @@ impl Peers {
                 .filter(|(_, s)| s.addr == addr)
                 .nth(nth)
                 .map(|(i, _)| i);
-            if let Some(from) = from {
-                self.marks.share(idx, &old.marks, from);
+            match from {
+                Some(from) => {
+                    self.marks.share(idx, &old.marks, from);
+                    if old.servers[from].down && !self.servers[idx].down {
+                        self.marks.came_back(idx, now_ms);
+                    }
+                }
+                None => self.marks.came_back(idx, now_ms),
             }
         }
     }
@@ -290,12 +314,22 @@ impl Peers {
         }
     }
 
-    /// The weight balancing uses (at least 1).
+    /// The configured weight (at least 1) in the policies' units (see [`slow_start`]).
     #[inline]
-    fn weight(&self, idx: usize) -> u32 {
-        self.servers
-            .get(idx)
-            .map_or(1, |server| server.weight.max(1))
+    fn full_weight(&self, idx: usize) -> u64 {
+        let weight = self.servers.get(idx).map_or(1, |server| server.weight.max(1));
+        u64::from(weight) << slow_start::SCALE_BITS
+    }
+
+    /// The weight balancing uses at `now_ms`: the full weight, or less while the server
+    /// ramps up after coming back (only groups with `slow_start` read the marks for it).
+    #[inline]
+    fn weight(&self, idx: usize, now_ms: u64) -> u64 {
+        let full = self.full_weight(idx);
+        if self.slow_start_ms == 0 {
+            return full;
+        }
+        slow_start::ramped(full, self.marks.back_since(idx), now_ms, self.slow_start_ms)
     }
 
     /// A request starts on server `idx` (least_conn / max_conns count).
@@ -343,8 +377,9 @@ impl Peers {
     /// Active health checks: after `fall` bad probes `set_probe_up(idx, false)` takes the
     /// server out of every pick, after `rise` good ones `set_probe_up(idx, true)` brings it
     /// back. Independent of the passive marks.
+    /// A server brought back is back since now (`slow_start` ramps it from here).
     pub fn set_probe_up(&self, idx: usize, up: bool) {
-        self.marks.set_probe_up(idx, up);
+        self.marks.set_probe_up(idx, up, crate::clock::now_ms());
     }
 }
 
@@ -362,7 +397,7 @@ impl LocalCursor {
         let total = peers.cumulative.last().copied().unwrap_or(0);
         if total > 0 {
             for _ in 0..seed % total.min(256) {
-                round_robin::step(peers, &peers.primaries, &mut cursor.current, |_| true);
+                round_robin::step(peers, &peers.primaries, &mut cursor.current, 0, |_| true);
             }
         }
         cursor
