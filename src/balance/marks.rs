@@ -47,9 +47,33 @@ struct FailMark {
 
 /// Both marks of one server, each on its own cache line.
 #[derive(Default)]
-struct ServerMarks {
+pub(super) struct ServerMarks {
     active: ActiveMark,
     fail: FailMark,
+}
+
+impl ServerMarks {
+    /// Counts one more request unless that would exceed `max_conns` (0 = no cap): how the
+    /// wait queue takes a freed slot for a waiter without overshooting the cap.
+    pub(super) fn try_begin(&self, max_conns: u32) -> bool {
+        if max_conns == 0 {
+            self.active.count.fetch_add(1, Relaxed);
+            return true;
+        }
+        self.active
+            .count
+            .fetch_update(Relaxed, Relaxed, |n| (n < max_conns).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Never goes below zero: an unmatched `end` must not make a server look saturated
+    /// (see the callers: `end` on `Marks` and on a grant).
+    pub(super) fn end(&self) {
+        let _ = self
+            .active
+            .count
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
 }
 
 /// The marks of every server of one group, indexed like its servers.
@@ -80,6 +104,11 @@ impl Marks {
         }
     }
 
+    /// The shared marks of server `idx` (what a wait-queue grant names its server by).
+    pub(super) fn server(&self, idx: usize) -> Option<&Arc<ServerMarks>> {
+        self.servers.get(idx)
+    }
+
     fn active_mark(&self, idx: usize) -> Option<&ActiveMark> {
         self.servers.get(idx).map(|s| &s.active)
     }
@@ -94,12 +123,16 @@ impl Marks {
         }
     }
 
-    /// Never goes below zero: an unmatched `end` must not make a server look saturated.
+    /// Counts a request on `idx` unless it is at `max_conns` (0 = no cap).
+    pub(super) fn try_begin(&self, idx: usize, max_conns: u32) -> bool {
+        self.servers
+            .get(idx)
+            .is_some_and(|marks| marks.try_begin(max_conns))
+    }
+
     pub(super) fn end(&self, idx: usize) {
-        if let Some(mark) = self.active_mark(idx) {
-            let _ = mark
-                .count
-                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        if let Some(marks) = self.servers.get(idx) {
+            marks.end();
         }
     }
 

@@ -53,7 +53,9 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
     .filter(|d| !d.is_zero());
     Group {
         name: name.get_ref().clone(),
-        peers: Peers::new(policy, servers).with_slow_start(slow_start),
+        peers: Peers::new(policy, servers)
+            .with_slow_start(slow_start)
+            .with_queue(queue.is_some()),
         hash_key,
         keepalive: r.int(&raw.keepalive, &key("keepalive"), 64, 0..=100_000) as usize,
         keepalive_requests: r.int(
