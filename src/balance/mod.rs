@@ -336,7 +336,10 @@ impl Peers {
     /// The configured weight (at least 1) in the policies' units (see [`slow_start`]).
     #[inline]
     fn full_weight(&self, idx: usize) -> u64 {
-        let weight = self.servers.get(idx).map_or(1, |server| server.weight.max(1));
+        let weight = self
+            .servers
+            .get(idx)
+            .map_or(1, |server| server.weight.max(1));
         u64::from(weight) << slow_start::SCALE_BITS
     }
 

@@ -39,7 +39,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::tests::{group, server};
-    use super::super::{LocalCursor, Pick, PickKey, Peers, Policy, Tried};
+    use super::super::{LocalCursor, Peers, Pick, PickKey, Policy, Tried};
     use super::*;
 
     const FULL: u64 = 3 << SCALE_BITS;

@@ -94,7 +94,10 @@ fn all_servers_out_gives_502_within_100ms(driver: &str) {
         let servers = [
             server(dead_addr(), "down = true"),
             server(dead_addr(), "down = true"),
-            server(dead_addr(), "backup = true, max_fails = 1, fail_timeout = \"30s\""),
+            server(
+                dead_addr(),
+                "backup = true, max_fails = 1, fail_timeout = \"30s\"",
+            ),
         ];
         let p = Proxy::start(driver, &config("", &upstream(balance, extra), &servers));
         assert_eq!(get(p.addr, "/first").status, 502, "{balance}");

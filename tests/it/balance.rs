@@ -334,8 +334,13 @@ fn slow_start_ramps_a_returning_server_up_to_its_weight(driver: &str) {
         (early as f64) < 0.25 * n as f64,
         "b got {early} of the first {n}"
     );
-    std::thread::sleep((back + Duration::from_millis(2100)).saturating_duration_since(Instant::now()));
+    std::thread::sleep(
+        (back + Duration::from_millis(2100)).saturating_duration_since(Instant::now()),
+    );
     let (late, n) = share_until(p.addr, &mut c, "b", Instant::now(), Some(200));
-    assert!((80..=120).contains(&late), "b got {late} of {n} after the ramp");
+    assert!(
+        (80..=120).contains(&late),
+        "b got {late} of {n} after the ramp"
+    );
 }
 both_drivers!(slow_start_ramps_a_returning_server_up_to_its_weight);

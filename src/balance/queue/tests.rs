@@ -35,7 +35,10 @@ fn freed_slots_go_to_waiters_in_the_order_they_joined() {
     let mut order = Vec::new();
     for _ in 0..3 {
         peers.end(0);
-        let next = tickets.iter().position(Ticket::granted).expect("one granted");
+        let next = tickets
+            .iter()
+            .position(Ticket::granted)
+            .expect("one granted");
         assert_eq!(tickets.iter().filter(|t| t.granted()).count(), 1);
         assert!(rung(&bells[order.len()]), "the granted waiter's bell rings");
         // The slot was counted for the waiter: nobody else could take it meanwhile.
@@ -142,8 +145,7 @@ fn a_reload_keeps_the_line_and_maps_the_grant_to_the_new_list() {
     old.begin(1);
     let waiter = join(&old);
     // The new list has b first and a new server before it.
-    let mut new =
-        group(Policy::RoundRobin, vec![server(1), b.clone(), a.clone()]).with_queue(true);
+    let mut new = group(Policy::RoundRobin, vec![server(1), b.clone(), a.clone()]).with_queue(true);
     new.inherit(&old);
     assert_eq!(new.queue().depth(), 1);
     // The request that began on the old snapshot ends there; the waiter gets b.
@@ -200,33 +202,35 @@ fn threads_waiting_for_one_slot_are_all_served_one_at_a_time() {
 
 fn take_slot(peers: &Peers, cursor: &mut LocalCursor) -> usize {
     let pick = |cursor: &mut LocalCursor| {
-        peers.pick(cursor, PickKey::None, &Tried::default(), crate::clock::now_ms())
+        peers.pick(
+            cursor,
+            PickKey::None,
+            &Tried::default(),
+            crate::clock::now_ms(),
+        )
     };
-    loop {
-        if let Pick::Server(idx) = pick(cursor)
-            && peers.try_begin(idx)
-        {
+    if let Pick::Server(idx) = pick(cursor)
+        && peers.try_begin(idx)
+    {
+        return idx;
+    }
+    let mut ticket = join(peers);
+    if let Pick::Server(idx) = pick(cursor)
+        && peers.try_begin(idx)
+    {
+        let Some(grant) = ticket.leave() else {
             return idx;
-        }
-        let mut ticket = join(peers);
-        if let Pick::Server(idx) = pick(cursor)
-            && peers.try_begin(idx)
-        {
-            match ticket.leave() {
-                None => return idx,
-                // Granted meanwhile as well: keep one slot, give the other back.
-                Some(grant) => {
-                    peers.end(idx);
-                    return peers.adopt(grant).expect("same group");
-                }
-            }
-        }
-        let bell = ticket.take_bell().unwrap();
-        bell.set_nonblocking(false).unwrap();
-        bell.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut byte = [0u8; 1];
-        let _ = (&bell).read(&mut byte);
-        let grant = ticket.leave().expect("the bell rang for a grant");
+        };
+        // Granted meanwhile as well: keep one slot, give the other back.
+        peers.end(idx);
         return peers.adopt(grant).expect("same group");
     }
+    let bell = ticket.take_bell().unwrap();
+    bell.set_nonblocking(false).unwrap();
+    bell.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let _ = (&bell).read(&mut byte);
+    let grant = ticket.leave().expect("the bell rang for a grant");
+    peers.adopt(grant).expect("same group")
 }
