@@ -18,6 +18,7 @@ mod lifecycle;
 mod misbehaving;
 mod mutation;
 mod pool;
+mod queue;
 mod reload;
 mod retries;
 mod routes;
