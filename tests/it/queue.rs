@@ -122,7 +122,7 @@ fn on_two_workers(p: &Proxy) -> (Client, Client) {
 /// The slot frees on one worker; the request queued on the other is served at once, not
 /// at its timeout (10 s): the freeing worker grants the slot and rings the waiter's bell.
 fn a_slot_freed_on_one_worker_serves_a_request_queued_on_another(driver: &str) {
-    let b = holding(400);
+    let b = holding(1500);
     let listener = "response_headers = { \"X-Worker\" = \"$worker\" }";
     let upstream = "queue = { max = 10, timeout = \"10s\" }";
     let p = Proxy::start_workers(driver, 2, &capped(&b, listener, upstream));
@@ -142,11 +142,11 @@ fn a_slot_freed_on_one_worker_serves_a_request_queued_on_another(driver: &str) {
     assert_ne!(held.header("x-worker"), next.header("x-worker"));
     let lag = served.saturating_duration_since(freed);
     assert!(
-        lag < Duration::from_millis(300),
+        lag < Duration::from_secs(1),
         "served {lag:?} after the slot freed"
     );
     assert!(
-        started.elapsed() < Duration::from_secs(3),
+        started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
@@ -154,7 +154,7 @@ fn a_slot_freed_on_one_worker_serves_a_request_queued_on_another(driver: &str) {
 both_drivers!(a_slot_freed_on_one_worker_serves_a_request_queued_on_another);
 
 fn a_full_queue_answers_503_with_retry_after_at_once(driver: &str) {
-    let b = holding(600);
+    let b = holding(1500);
     let p = Proxy::start(
         driver,
         &capped(&b, "", "queue = { max = 1, timeout = \"5s\" }"),
@@ -167,7 +167,7 @@ fn a_full_queue_answers_503_with_retry_after_at_once(driver: &str) {
     let started = Instant::now();
     let refused = get(p.addr, "/hold/2");
     assert_eq!(refused.status, 503);
-    assert!(started.elapsed() < Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_millis(800));
     // Nothing was served from the queue yet: the estimate is the longest wait, 5 s.
     assert_eq!(retry_after(&refused), 5);
     assert_eq!(first.read_response().status, 200);
@@ -179,7 +179,7 @@ fn a_full_queue_answers_503_with_retry_after_at_once(driver: &str) {
 both_drivers!(a_full_queue_answers_503_with_retry_after_at_once);
 
 fn a_request_that_waits_out_the_timeout_gets_503(driver: &str) {
-    let b = holding(1500);
+    let b = holding(3000);
     let p = Proxy::start(
         driver,
         &capped(&b, "", "queue = { max = 4, timeout = \"300ms\" }"),
@@ -193,7 +193,7 @@ fn a_request_that_waits_out_the_timeout_gets_503(driver: &str) {
     assert_eq!(r.status, 503);
     assert!(retry_after(&r) >= 1);
     assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1200),
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(2500),
         "{waited:?}"
     );
     assert_eq!(paths_seen(&b), ["/hold/0"]);
@@ -206,7 +206,7 @@ both_drivers!(a_request_that_waits_out_the_timeout_gets_503);
 /// With room for one waiter: the waiter's client closes, its place frees at once, and the
 /// next request waits (instead of finding the queue full) and is served.
 fn a_client_that_leaves_the_queue_frees_its_place(driver: &str) {
-    let b = holding(800);
+    let b = holding(3000);
     let p = Proxy::start(
         driver,
         &capped(&b, "", "queue = { max = 1, timeout = \"10s\" }"),
@@ -229,7 +229,7 @@ both_drivers!(a_client_that_leaves_the_queue_frees_its_place);
 /// A reload while requests wait: the line carries over (same upstream name), so the one
 /// queued before and the one queued after are both served, in order.
 fn a_reload_keeps_the_queue(driver: &str) {
-    let b = holding(500);
+    let b = holding(2000);
     let upstream = "queue = { max = 4, timeout = \"10s\" }";
     let mut p = Proxy::start(driver, &capped(&b, "", upstream));
     let admin = p.extra[0];
@@ -254,14 +254,14 @@ both_drivers!(a_reload_keeps_the_queue);
 
 /// Without `queue`, a request that finds every server at its cap is refused at once.
 fn without_a_queue_a_capped_server_gives_503_with_retry_after(driver: &str) {
-    let b = holding(600);
+    let b = holding(1500);
     let p = Proxy::start(driver, &capped(&b, "", ""));
     let mut first = send(&p, "/hold/0");
     assert!(b.wait_requests(1, Duration::from_secs(5)));
     let started = Instant::now();
     let r = get(p.addr, "/busy");
     assert_eq!((r.status, retry_after(&r)), (503, 1));
-    assert!(started.elapsed() < Duration::from_millis(300));
+    assert!(started.elapsed() < Duration::from_millis(800));
     assert_eq!(first.read_response().status, 200);
     assert_eq!(depth(p.extra[0]), 0.0);
 }
