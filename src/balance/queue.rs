@@ -20,6 +20,11 @@
 //! uncounts its request, then looks at the queue. A `SeqCst` fence on each side between
 //! the two steps means at least one of them sees the other.
 //!
+//! Limits: waiters are served by requests that end. Room that appears otherwise (a server
+//! coming back, a reload raising `max_conns`) is found by the next request's pick, not
+//! handed to the line; the line moves again with the next request that ends, or times out.
+//! Each waiter holds a socket pair (two descriptors) while it waits; `queue.max` bounds them.
+//!
 //! Reloads: the queue belongs to the group's name, as marks belong to a server, and a
 //! reload hands the same queue to the new snapshot (`Peers::inherit`): a request queued
 //! before is served by a slot freed after, and the new `max` and `timeout` apply to requests
