@@ -31,7 +31,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Carries per-server state (active counts, failure marks, probe verdicts) over from
-    /// `old` for every server that stays: same upstream name, same address. Call on a snapshot
+    /// `old` for every server that stays: same upstream name, same address; and each group's
+    /// wait queue for every group that stays (same name). Call on a snapshot
     /// nobody else holds yet (a group already shared is left as it is).
     pub fn inherit(&mut self, old: &Snapshot) {
         for group in &mut self.groups {
@@ -297,7 +298,8 @@ pub struct HealthCheck {
     pub expect: (u16, u16),
 }
 
-/// `queue` (behaviour lands with the queue issue).
+/// `queue`: how many requests may wait for a server below `max_conns`, and how long each.
+/// The line itself is `Peers::queue` (process-wide, kept over reloads by group name).
 pub struct Queue {
     pub max: usize,
     pub timeout: Duration,

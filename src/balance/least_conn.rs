@@ -36,7 +36,7 @@ pub(super) fn pick(
             Fit::Out => continue,
         }
         let active = u64::from(peers.marks.active(idx as usize));
-        let weight = u64::from(peers.weight(idx as usize));
+        let weight = peers.weight(idx as usize, now_ms);
         let better = match best {
             Some((best_active, best_weight)) => {
                 let (this, top) = (active * best_weight, best_active * weight);
@@ -61,12 +61,12 @@ pub(super) fn pick(
         return Some(tied[0] as usize);
     }
     if let Some(tied) = tied.get(..ties) {
-        return round_robin::step(peers, tied, current, |_| true);
+        return round_robin::step(peers, tied, current, now_ms, |_| true);
     }
-    let chosen = round_robin::step(peers, set, current, |idx| {
+    let chosen = round_robin::step(peers, set, current, now_ms, |idx| {
         peers.fit(idx, tried, now_ms) == Fit::Usable
             && u64::from(peers.marks.active(idx)) * best_weight
-                <= best_active * u64::from(peers.weight(idx))
+                <= best_active * peers.weight(idx, now_ms)
     });
     Some(chosen.unwrap_or(tied[0] as usize))
 }

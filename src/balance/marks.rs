@@ -39,13 +39,41 @@ struct FailMark {
     down_until: AtomicU64,
     /// Set by active health checks after `fall` bad probes, cleared after `rise` good ones.
     probe_down: AtomicBool,
+    /// When the server last came back (probes up again, `down` lifted or added by a reload),
+    /// in ms; 0 = never. With `down_until` (the end of a passive mark, which needs no write
+    /// to be over) it starts the `slow_start` ramp.
+    back_since: AtomicU64,
 }
 
 /// Both marks of one server, each on its own cache line.
 #[derive(Default)]
-struct ServerMarks {
+pub(super) struct ServerMarks {
     active: ActiveMark,
     fail: FailMark,
+}
+
+impl ServerMarks {
+    /// Counts one more request unless that would exceed `max_conns` (0 = no cap): how the
+    /// wait queue takes a freed slot for a waiter without overshooting the cap.
+    pub(super) fn try_begin(&self, max_conns: u32) -> bool {
+        if max_conns == 0 {
+            self.active.count.fetch_add(1, Relaxed);
+            return true;
+        }
+        self.active
+            .count
+            .fetch_update(Relaxed, Relaxed, |n| (n < max_conns).then_some(n + 1))
+            .is_ok()
+    }
+
+    /// Never goes below zero: an unmatched `end` must not make a server look saturated
+    /// (see the callers: `end` on `Marks` and on a grant).
+    pub(super) fn end(&self) {
+        let _ = self
+            .active
+            .count
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    }
 }
 
 /// The marks of every server of one group, indexed like its servers.
@@ -76,6 +104,11 @@ impl Marks {
         }
     }
 
+    /// The shared marks of server `idx` (what a wait-queue grant names its server by).
+    pub(super) fn server(&self, idx: usize) -> Option<&Arc<ServerMarks>> {
+        self.servers.get(idx)
+    }
+
     fn active_mark(&self, idx: usize) -> Option<&ActiveMark> {
         self.servers.get(idx).map(|s| &s.active)
     }
@@ -90,12 +123,16 @@ impl Marks {
         }
     }
 
-    /// Never goes below zero: an unmatched `end` must not make a server look saturated.
+    /// Counts a request on `idx` unless it is at `max_conns` (0 = no cap).
+    pub(super) fn try_begin(&self, idx: usize, max_conns: u32) -> bool {
+        self.servers
+            .get(idx)
+            .is_some_and(|marks| marks.try_begin(max_conns))
+    }
+
     pub(super) fn end(&self, idx: usize) {
-        if let Some(mark) = self.active_mark(idx) {
-            let _ = mark
-                .count
-                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        if let Some(marks) = self.servers.get(idx) {
+            marks.end();
         }
     }
 
@@ -164,10 +201,32 @@ impl Marks {
         })
     }
 
-    pub(super) fn set_probe_up(&self, idx: usize, up: bool) {
+    /// Records a probe verdict; a server the probes bring back is back since `now_ms`.
+    pub(super) fn set_probe_up(&self, idx: usize, up: bool, now_ms: u64) {
         if let Some(mark) = self.fail_mark(idx) {
-            mark.probe_down.store(!up, Relaxed);
+            let was_down = mark.probe_down.swap(!up, Relaxed);
+            if up && was_down {
+                mark.back_since.fetch_max(now_ms, Relaxed);
+            }
         }
+    }
+
+    /// The server is available again from `now_ms` on (added, or no longer `down`).
+    pub(super) fn came_back(&self, idx: usize, now_ms: u64) {
+        if let Some(mark) = self.fail_mark(idx) {
+            mark.back_since.fetch_max(now_ms, Relaxed);
+        }
+    }
+
+    /// When the server last became available: the later of its last comeback and the end
+    /// of its last passive mark (0 = it never was out). Read from the line `healthy` reads.
+    #[inline]
+    pub(super) fn back_since(&self, idx: usize) -> u64 {
+        self.fail_mark(idx).map_or(0, |mark| {
+            mark.back_since
+                .load(Relaxed)
+                .max(mark.down_until.load(Relaxed))
+        })
     }
 }
 
@@ -200,7 +259,7 @@ mod tests {
         marks.end(5);
         marks.failed(5, 10, 1, 10);
         marks.succeeded(5);
-        marks.set_probe_up(5, false);
+        marks.set_probe_up(5, false, 1);
         assert_eq!(marks.active(5), 0);
         assert!(!marks.healthy(5, 10));
     }
@@ -227,9 +286,25 @@ mod tests {
     fn probe_down_overrides_passive_state() {
         let marks = Marks::new(1);
         assert!(marks.healthy(0, 5));
-        marks.set_probe_up(0, false);
+        marks.set_probe_up(0, false, 5);
         assert!(!marks.healthy(0, 5));
-        marks.set_probe_up(0, true);
+        marks.set_probe_up(0, true, 5);
         assert!(marks.healthy(0, 5));
+    }
+
+    #[test]
+    fn back_since_is_the_later_of_a_comeback_and_a_passive_mark_ending() {
+        let marks = Marks::new(1);
+        assert_eq!(marks.back_since(0), 0);
+        marks.failed(0, 1000, 1, 500);
+        assert_eq!(marks.back_since(0), 1500);
+        // Probes saying "up" to a server they never took out is no comeback.
+        marks.set_probe_up(0, true, 2000);
+        assert_eq!(marks.back_since(0), 1500);
+        marks.set_probe_up(0, false, 3000);
+        marks.set_probe_up(0, true, 4000);
+        assert_eq!(marks.back_since(0), 4000);
+        marks.came_back(0, 3500);
+        assert_eq!(marks.back_since(0), 4000);
     }
 }

@@ -6,10 +6,13 @@
 //!
 //! Files: `round_robin.rs` (smooth weighted, also used for backups and as every policy's
 //! fallback), `least_conn.rs`, `hash.rs` (consistent ring and ip_hash), `random_two.rs`,
-//! `marks.rs` (the atomics). Every policy picks among the primaries first; backups are chosen,
-//! by round robin among themselves, only when no primary is usable. *Usable* means not
-//! `down`, not marked by failures or probes, not tried for this request, and below
-//! `max_conns`. A pick allocates nothing and takes no lock.
+//! `marks.rs` (the atomics), `slow_start.rs` (the weight of a server ramping back up),
+//! `queue.rs` (requests waiting for a slot when every server is at `max_conns`). Every
+//! policy picks among the primaries first; backups are chosen, by round robin among
+//! themselves, only when no primary is usable. *Usable* means not `down`, not marked by
+//! failures or probes, not tried for this request, and below `max_conns`. A pick allocates
+//! nothing and takes no lock; [`Peers::try_begin`] then counts the request unless another
+//! worker took the last slot meanwhile, so `max_conns` is never exceeded.
 //!
 //! Keys: `hash` hashes `PickKey::Bytes` (or the address bytes of `PickKey::Ip`) onto its ring;
 //! `ip_hash` hashes `PickKey::Ip` the nginx way (or all bytes of `PickKey::Bytes`). Either
@@ -18,13 +21,17 @@
 mod hash;
 mod least_conn;
 mod marks;
+pub mod queue;
 mod random_two;
 mod round_robin;
+mod slow_start;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use marks::Marks;
+use queue::{FreedSlot, Grant, JoinError, Ticket, WaitQueue};
 
 /// Upper bound on servers in one group (keeps `Tried` a fixed-size bitset on the stack).
 pub const MAX_SERVERS: usize = 1024;
@@ -117,6 +124,12 @@ pub struct Peers {
     ring: hash::Ring,
     /// Active counts and health marks, shared by every worker.
     marks: Marks,
+    /// `slow_start` in ms; 0 = off (weights are never ramped, nothing extra is read).
+    slow_start_ms: u64,
+    /// Requests waiting for a slot; shared by every snapshot that has this group.
+    queue: Arc<WaitQueue>,
+    /// The group has `queue` set: a freed slot is offered to the queue first.
+    queued: bool,
 }
 
 /// Per-worker balancing state for one group (smooth weights, tie cursor, random seed).
@@ -173,14 +186,38 @@ impl Peers {
             cumulative,
             ring,
             marks,
+            slow_start_ms: 0,
+            queue: Arc::default(),
+            queued: false,
         }
+    }
+
+    /// The group has a wait queue (`queue = { .. }`): freed slots go to its waiters first.
+    pub fn with_queue(mut self, queued: bool) -> Peers {
+        self.queued = queued;
+        self
+    }
+
+    /// Sets the group's `slow_start`: servers that come back ramp up to their weight over it.
+    pub fn with_slow_start(mut self, ramp: Option<Duration>) -> Peers {
+        self.slow_start_ms = ramp.map_or(0, millis);
+        self
     }
 
     /// Carries per-server state over a reload: every server of `self` that `old` also has
     /// (same address; the n-th occurrence of an address matches the n-th) shares `old`'s marks
     /// from now on: active counts, passive failure marks and probe verdicts. Call while
     /// building the new snapshot, before any worker sees it.
+    ///
+    /// A server `old` does not have, or had as `down`, comes back now: with `slow_start` it
+    /// ramps up from here.
     pub fn inherit(&mut self, old: &Peers) {
+        self.inherit_at(old, crate::clock::now_ms());
+    }
+
+    fn inherit_at(&mut self, old: &Peers, now_ms: u64) {
+        // Requests queued on the old snapshot wait on in the same line.
+        self.queue = old.queue.clone();
         for idx in 0..self.servers.len() {
             let addr = self.servers[idx].addr;
             let nth = self.servers[..idx]
@@ -194,8 +231,14 @@ impl Peers {
                 .filter(|(_, s)| s.addr == addr)
                 .nth(nth)
                 .map(|(i, _)| i);
-            if let Some(from) = from {
-                self.marks.share(idx, &old.marks, from);
+            match from {
+                Some(from) => {
+                    self.marks.share(idx, &old.marks, from);
+                    if old.servers[from].down && !self.servers[idx].down {
+                        self.marks.came_back(idx, now_ms);
+                    }
+                }
+                None => self.marks.came_back(idx, now_ms),
             }
         }
     }
@@ -290,22 +333,98 @@ impl Peers {
         }
     }
 
-    /// The weight balancing uses (at least 1).
+    /// The configured weight (at least 1) in the policies' units (see [`slow_start`]).
     #[inline]
-    fn weight(&self, idx: usize) -> u32 {
-        self.servers
+    fn full_weight(&self, idx: usize) -> u64 {
+        let weight = self
+            .servers
             .get(idx)
-            .map_or(1, |server| server.weight.max(1))
+            .map_or(1, |server| server.weight.max(1));
+        u64::from(weight) << slow_start::SCALE_BITS
     }
 
-    /// A request starts on server `idx` (least_conn / max_conns count).
+    /// The weight balancing uses at `now_ms`: the full weight, or less while the server
+    /// ramps up after coming back (only groups with `slow_start` read the marks for it).
+    #[inline]
+    fn weight(&self, idx: usize, now_ms: u64) -> u64 {
+        let full = self.full_weight(idx);
+        if self.slow_start_ms == 0 {
+            return full;
+        }
+        slow_start::ramped(full, self.marks.back_since(idx), now_ms, self.slow_start_ms)
+    }
+
+    /// A request starts on server `idx` (least_conn / max_conns count), cap or not.
     pub fn begin(&self, idx: usize) {
         self.marks.begin(idx);
     }
 
-    /// The request started with `begin(idx)` is over.
+    /// A request starts on server `idx` unless that takes it past `max_conns`: a pick
+    /// only saw room, and another worker may have taken the last slot since. `false` =
+    /// not counted; pick again.
+    pub fn try_begin(&self, idx: usize) -> bool {
+        let max_conns = self.servers.get(idx).map_or(0, |server| server.max_conns);
+        self.marks.try_begin(idx, max_conns)
+    }
+
+    /// The request started with `begin(idx)` (or adopted with `adopt`) is over. With a
+    /// queue, the freed slot goes to the oldest waiter when the server can still take it.
     pub fn end(&self, idx: usize) {
         self.marks.end(idx);
+        if self.queued && self.queue.has_waiters() {
+            self.offer(idx);
+        }
+    }
+
+    #[cold]
+    fn offer(&self, idx: usize) {
+        let (Some(server), Some(marks)) = (self.servers.get(idx), self.marks.server(idx)) else {
+            return;
+        };
+        if server.down || !self.marks.healthy(idx, crate::clock::now_ms()) {
+            return;
+        }
+        self.queue.freed(&FreedSlot {
+            idx,
+            marks,
+            max_conns: server.max_conns,
+        });
+    }
+
+    /// Joins the group's wait queue unless `max` requests wait already (or no doorbell can
+    /// be made): `None` then, and the request is refused.
+    pub fn join_queue(&self, max: usize) -> Option<Ticket> {
+        match self.queue.join(max) {
+            Ok(ticket) => Some(ticket),
+            Err(JoinError::Full) => None,
+            Err(JoinError::Io(e)) => {
+                crate::warn!("wait queue: no doorbell: {e}");
+                None
+            }
+        }
+    }
+
+    /// Takes over a granted slot: the server's index in this group, the request counted
+    /// on it (end it with `end`). `None` when this group no longer has that server (a
+    /// reload removed it); the slot is then passed on.
+    pub fn adopt(&self, grant: Grant) -> Option<usize> {
+        let same = |idx: usize| {
+            self.marks
+                .server(idx)
+                .is_some_and(|marks| Arc::ptr_eq(marks, &grant.marks))
+        };
+        let idx = if same(grant.idx) {
+            grant.idx
+        } else {
+            (0..self.servers.len()).find(|&idx| same(idx))?
+        };
+        grant.keep();
+        Some(idx)
+    }
+
+    /// The group's wait queue (depth, rejections, `Retry-After` estimate).
+    pub fn queue(&self) -> &WaitQueue {
+        &self.queue
     }
 
     /// An attempt on `idx` failed (nginx semantics: `max_fails` within `fail_timeout`).
@@ -343,8 +462,9 @@ impl Peers {
     /// Active health checks: after `fall` bad probes `set_probe_up(idx, false)` takes the
     /// server out of every pick, after `rise` good ones `set_probe_up(idx, true)` brings it
     /// back. Independent of the passive marks.
+    /// A server brought back is back since now (`slow_start` ramps it from here).
     pub fn set_probe_up(&self, idx: usize, up: bool) {
-        self.marks.set_probe_up(idx, up);
+        self.marks.set_probe_up(idx, up, crate::clock::now_ms());
     }
 }
 
@@ -362,7 +482,7 @@ impl LocalCursor {
         let total = peers.cumulative.last().copied().unwrap_or(0);
         if total > 0 {
             for _ in 0..seed % total.min(256) {
-                round_robin::step(peers, &peers.primaries, &mut cursor.current, |_| true);
+                round_robin::step(peers, &peers.primaries, &mut cursor.current, 0, |_| true);
             }
         }
         cursor

@@ -37,18 +37,18 @@ pub(super) fn pick(
     if let Some(first) = fast_draw(peers, cursor, tried, now_ms, None)
         && let Some(second) = fast_draw(peers, cursor, tried, now_ms, Some(first))
     {
-        return Some(less_loaded(peers, first, second));
+        return Some(less_loaded(peers, first, second, now_ms));
     }
     exact(peers, cursor, tried, now_ms, busy)
 }
 
 /// The candidate with fewer active requests relative to weight (the first on a tie).
-fn less_loaded(peers: &Peers, a: usize, b: usize) -> usize {
+fn less_loaded(peers: &Peers, a: usize, b: usize, now_ms: u64) -> usize {
     let (active_a, active_b) = (
         u64::from(peers.marks.active(a)),
         u64::from(peers.marks.active(b)),
     );
-    let (weight_a, weight_b) = (u64::from(peers.weight(a)), u64::from(peers.weight(b)));
+    let (weight_a, weight_b) = (peers.weight(a, now_ms), peers.weight(b, now_ms));
     if active_a * weight_b <= active_b * weight_a {
         a
     } else {
@@ -69,9 +69,16 @@ fn fast_draw(
         let at = below(&mut cursor.random, total);
         let nth = peers.cumulative.partition_point(|&upto| upto <= at);
         let idx = *peers.primaries.get(nth)? as usize;
-        if Some(idx) != other && peers.fit(idx, tried, now_ms) == Fit::Usable {
-            return Some(idx);
+        if Some(idx) == other || peers.fit(idx, tried, now_ms) != Fit::Usable {
+            continue;
         }
+        // The draw is by full weight: a server ramping up (`slow_start`) is kept only with
+        // the chance its current weight gives it (rejection sampling again).
+        let (weight, full) = (peers.weight(idx, now_ms), peers.full_weight(idx));
+        if weight < full && below(&mut cursor.random, full) >= weight {
+            continue;
+        }
+        return Some(idx);
     }
     None
 }
@@ -90,7 +97,7 @@ fn exact(
     for &idx in peers.primaries.iter() {
         match peers.fit(idx as usize, tried, now_ms) {
             Fit::Usable => {
-                total += u64::from(peers.weight(idx as usize));
+                total += peers.weight(idx as usize, now_ms);
                 usable += 1;
                 last = Some(idx as usize);
             }
@@ -106,7 +113,7 @@ fn exact(
     let Some(first) = first else {
         return Some(only);
     };
-    let rest = total.saturating_sub(u64::from(peers.weight(first)));
+    let rest = total.saturating_sub(peers.weight(first, now_ms));
     let second = match rest {
         0 => None,
         _ => nth_usable(
@@ -117,7 +124,7 @@ fn exact(
             Some(first),
         ),
     };
-    Some(second.map_or(first, |second| less_loaded(peers, first, second)))
+    Some(second.map_or(first, |second| less_loaded(peers, first, second, now_ms)))
 }
 
 /// The usable primary (other than `skip`) at weight offset `at` among the usable ones. Marks
@@ -135,7 +142,7 @@ fn nth_usable(
         if Some(idx) == skip || peers.fit(idx, tried, now_ms) != Fit::Usable {
             continue;
         }
-        let weight = u64::from(peers.weight(idx));
+        let weight = peers.weight(idx, now_ms);
         if at < weight {
             return Some(idx);
         }

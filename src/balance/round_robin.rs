@@ -11,12 +11,13 @@
 use super::{Fit, Peers, Tried};
 
 /// One smooth step among the servers of `set` (indexes into the group) for which `takes_part`
-/// says yes. `None` when none takes part.
+/// says yes, with their weights at `now_ms`. `None` when none takes part.
 #[inline]
 pub(super) fn step(
     peers: &Peers,
     set: &[u32],
     current: &mut [i64],
+    now_ms: u64,
     mut takes_part: impl FnMut(usize) -> bool,
 ) -> Option<usize> {
     let mut total: i64 = 0;
@@ -29,7 +30,8 @@ pub(super) fn step(
         let Some(weight) = current.get_mut(idx) else {
             continue;
         };
-        let w = i64::from(peers.weight(idx));
+        // At most 2^30 per server (weight 1e6 scaled by 2^10): sums stay far inside i64.
+        let w = peers.weight(idx, now_ms) as i64;
         *weight += w;
         total += w;
         if best.is_none_or(|(_, top)| *weight > top) {
@@ -53,7 +55,7 @@ pub(super) fn pick(
     now_ms: u64,
     busy: &mut bool,
 ) -> Option<usize> {
-    step(peers, set, current, |idx| {
+    step(peers, set, current, now_ms, |idx| {
         match peers.fit(idx, tried, now_ms) {
             Fit::Usable => true,
             Fit::Capped => {

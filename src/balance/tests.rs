@@ -171,6 +171,21 @@ fn every_server_at_max_conns_is_busy_and_a_free_slot_is_used() {
 }
 
 #[test]
+fn try_begin_never_takes_a_server_past_max_conns() {
+    let mut servers = vec![server(1), server(1)];
+    servers[0].max_conns = 2;
+    let peers = group(Policy::RoundRobin, servers);
+    assert!(peers.try_begin(0) && peers.try_begin(0));
+    assert!(!peers.try_begin(0), "a third on a cap of two");
+    assert_eq!(peers.active(0), 2);
+    // No cap: always counted.
+    assert!((0..5).all(|_| peers.try_begin(1)));
+    assert_eq!(peers.active(1), 5);
+    peers.end(0);
+    assert!(peers.try_begin(0));
+}
+
+#[test]
 fn capped_primaries_spill_to_backups_before_busy() {
     for policy in POLICIES {
         let mut servers = vec![server(1), server(1)];

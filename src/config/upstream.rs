@@ -42,9 +42,20 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
     let timeout = |r: &mut Report<'_, '_>, v: &Option<Spanned<Dur>>, k: &str, zero: Zero| {
         r.dur(v, &join(&base, k), Duration::from_secs(60), zero)
     };
+    let queue = raw.queue.as_ref().map(|q| queue(r, q, &key("queue")));
+    // "0s" reads naturally as "no slow start".
+    let slow_start = Some(r.dur(
+        &raw.slow_start,
+        &key("slow_start"),
+        Duration::ZERO,
+        Zero::Allowed,
+    ))
+    .filter(|d| !d.is_zero());
     Group {
         name: name.get_ref().clone(),
-        peers: Peers::new(policy, servers),
+        peers: Peers::new(policy, servers)
+            .with_slow_start(slow_start)
+            .with_queue(queue.is_some()),
         hash_key,
         keepalive: r.int(&raw.keepalive, &key("keepalive"), 64, 0..=100_000) as usize,
         keepalive_requests: r.int(
@@ -81,15 +92,8 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
             .health_check
             .as_ref()
             .map(|h| health_check(r, h, &key("health_check"))),
-        queue: raw.queue.as_ref().map(|q| queue(r, q, &key("queue"))),
-        // "0s" reads naturally as "no slow start".
-        slow_start: Some(r.dur(
-            &raw.slow_start,
-            &key("slow_start"),
-            Duration::ZERO,
-            Zero::Allowed,
-        ))
-        .filter(|d| !d.is_zero()),
+        queue,
+        slow_start,
     }
 }
 

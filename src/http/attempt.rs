@@ -20,6 +20,7 @@ use crate::clock::now_ms;
 use crate::http::head::{ResponseBody, ResponseHead, Version, parse_response};
 use crate::http::io::{GATHER_FROM, STREAM_CHUNK, write_all, write_gathered};
 use crate::http::proxy::{Downstream, client_body_status};
+use crate::http::queued::{self, Slot};
 use crate::http::rewrite::{DownFraming, ResponseHeadOut, request_head, response_head};
 use crate::http::stream::{
     CopyEnd, CopyError, CopyEvent, CopyTimeouts, RequestBodyState, StreamError, UpFraming,
@@ -45,6 +46,9 @@ pub enum Outcome {
     Upgraded(monoio::net::TcpStream, Duration, Held),
     /// A response was cut, or the client went away: close.
     Aborted,
+    /// Every server is at `max_conns` and the queue (if any) is full or timed out: 503 with
+    /// `Retry-After` in seconds.
+    Refused { retry_after: u32 },
 }
 
 /// Why one attempt failed before anything reached the client.
@@ -128,22 +132,36 @@ pub async fn run(
     let mut tried = Tried::default();
     let mut last: Option<Failure> = None;
     loop {
+        let key = match peers.policy() {
+            Policy::IpHash => PickKey::Ip(vars.peer.ip()),
+            Policy::Hash => PickKey::Bytes(&conn.key),
+            _ => PickKey::None,
+        };
         let pick = {
-            let key = match peers.policy() {
-                Policy::IpHash => PickKey::Ip(vars.peer.ip()),
-                Policy::Hash => PickKey::Bytes(&conn.key),
-                _ => PickKey::None,
-            };
             let mut cursor = local.cursors[group_id].borrow_mut();
             peers.pick(&mut cursor, key, &tried, now_ms())
         };
+        // Each way to a server leaves the request counted on it (`max_conns` is exact).
         let idx = match pick {
-            Pick::Server(idx) => idx,
+            Pick::Server(idx) if peers.try_begin(idx) => idx,
+            // Another worker took the last slot since the pick: look again.
+            Pick::Server(_) => continue,
             Pick::Busy => {
-                return Outcome::Error {
-                    status: 503,
-                    close: false,
-                };
+                match queued::wait_for_slot(local, group_id, key, &tried, &conn.stream).await {
+                    Slot::Counted(idx) => idx,
+                    Slot::Refused { retry_after } => return Outcome::Refused { retry_after },
+                    Slot::ClientLeft => {
+                        crate::info!("{}: client closed the connection while queued", vars.peer);
+                        return Outcome::Aborted;
+                    }
+                    Slot::Unavailable => {
+                        let status = last.as_ref().map_or(502, Failure::status);
+                        return Outcome::Error {
+                            status,
+                            close: false,
+                        };
+                    }
+                }
             }
             Pick::Unavailable => {
                 let status = last.as_ref().map_or(502, Failure::status);
@@ -156,7 +174,7 @@ pub async fn run(
         tried.insert(idx);
         tries_left = tries_left.saturating_sub(1);
         let more = tries_left > 0 && deadline.is_none_or(|d| Instant::now() < d);
-        let active = Active::begin(group, group_id, idx);
+        let active = Active::counted(group, group_id, idx);
         let result = attempt(
             worker, spec, group, &active, conn, vars, body, keep_alive, more,
         )
@@ -206,8 +224,8 @@ pub async fn run(
     }
 }
 
-/// One request counted on a server (for `least_conn` and `max_conns`) from `begin` until
-/// `end` or drop, whichever comes first, or handed over with `hold`.
+/// One request counted on a server (for `least_conn` and `max_conns`) until `end` or drop,
+/// whichever comes first, or handed over with `hold`.
 struct Active<'a> {
     group: &'a Arc<Group>,
     /// The group's index in its snapshot (for the worker's metrics tables).
@@ -217,8 +235,8 @@ struct Active<'a> {
 }
 
 impl<'a> Active<'a> {
-    fn begin(group: &'a Arc<Group>, group_id: GroupId, idx: usize) -> Active<'a> {
-        group.peers.begin(idx);
+    /// Takes over a request already counted on `idx` (`Peers::try_begin`, or a queue grant).
+    fn counted(group: &'a Arc<Group>, group_id: GroupId, idx: usize) -> Active<'a> {
         Active {
             group,
             group_id,
@@ -458,14 +476,14 @@ async fn unless_client_leaves<F: std::future::Future>(
     }
 }
 
-enum Peeked {
+pub(crate) enum Peeked {
     Closed,
     Data,
     Nothing,
 }
 
 /// Looks at the client socket without taking anything from it.
-fn peek(client: &monoio::net::TcpStream) -> Peeked {
+pub(crate) fn peek(client: &monoio::net::TcpStream) -> Peeked {
     use std::os::fd::AsRawFd;
     let mut byte = 0u8;
     // SAFETY: a valid socket fd and a one-byte buffer we own; MSG_PEEK leaves the data

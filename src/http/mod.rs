@@ -6,6 +6,7 @@ pub mod head;
 pub mod io;
 pub mod model;
 pub mod proxy;
+pub mod queued;
 pub mod rewrite;
 pub mod stream;
 pub mod vars;

@@ -190,9 +190,20 @@ async fn read_head(
 
 /// Sends one of ringway's own error responses; gives the body bytes sent.
 pub async fn send_error(conn: &mut Downstream, status: u16, close: bool, head_only: bool) -> u64 {
+    send_error_with(conn, status, close, head_only, None).await
+}
+
+/// [`send_error`] with a `Retry-After` header (seconds), for ringway's own 503s.
+pub async fn send_error_with(
+    conn: &mut Downstream,
+    status: u16,
+    close: bool,
+    head_only: bool,
+    retry_after: Option<u32>,
+) -> u64 {
     let mut out = std::mem::take(&mut conn.out);
     out.clear();
-    error_response(&mut out, status, close, head_only);
+    error_response(&mut out, status, close, head_only, retry_after);
     let body = out
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -352,32 +363,28 @@ async fn proxy(
         && !spec.keepalive_timeout.is_zero()
         && !worker.must_close(spec.bind);
     let outcome = attempt::run(worker, local, spec, group_id, conn, vars, body, keep_alive).await;
-    match outcome {
-        Outcome::Responded { keep_alive } => {
-            if keep_alive {
-                After::KeepAlive
-            } else {
-                After::Close
-            }
-        }
-        Outcome::Error { status, close } => {
-            // The request stream is intact only if the whole body was read.
-            let close = close || !body.complete || !keep_alive || worker.must_close(spec.bind);
-            vars.status = status;
-            vars.body_bytes_sent = send_error(conn, status, close, head_only).await;
-            if close {
-                After::Close
-            } else {
-                After::KeepAlive
-            }
-        }
-        Outcome::Upgraded(upstream, idle, held) => After::Upgrade(upstream, idle, held),
+    // ringway's own answer: an error status, or a refusal with `Retry-After`.
+    let (status, close, retry_after) = match outcome {
+        Outcome::Responded { keep_alive: true } => return After::KeepAlive,
+        Outcome::Responded { keep_alive: false } => return After::Close,
+        Outcome::Upgraded(upstream, idle, held) => return After::Upgrade(upstream, idle, held),
         Outcome::Aborted => {
             if vars.status == 0 {
                 vars.status = CLIENT_CLOSED;
             }
-            After::Close
+            return After::Close;
         }
+        Outcome::Error { status, close } => (status, close, None),
+        Outcome::Refused { retry_after } => (503, false, Some(retry_after)),
+    };
+    // The request stream is intact only if the whole body was read.
+    let close = close || !body.complete || !keep_alive || worker.must_close(spec.bind);
+    vars.status = status;
+    vars.body_bytes_sent = send_error_with(conn, status, close, head_only, retry_after).await;
+    if close {
+        After::Close
+    } else {
+        After::KeepAlive
     }
 }
 

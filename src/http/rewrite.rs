@@ -224,8 +224,15 @@ pub fn reason(status: u16) -> &'static str {
     }
 }
 
-/// An nginx-style error response with a short HTML body.
-pub fn error_response(out: &mut Vec<u8>, status: u16, close: bool, head_only: bool) {
+/// An nginx-style error response with a short HTML body; `retry_after` (seconds) adds a
+/// `Retry-After` header.
+pub fn error_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    close: bool,
+    head_only: bool,
+    retry_after: Option<u32>,
+) {
     let reason = reason(status);
     let body = format!(
         "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n<hr><center>ringway</center>\r\n</body>\r\n</html>\r\n"
@@ -235,6 +242,9 @@ pub fn error_response(out: &mut Vec<u8>, status: u16, close: bool, head_only: bo
         "HTTP/1.1 {status} {reason}\r\nServer: ringway\r\nContent-Type: text/html\r\nContent-Length: {}\r\n",
         body.len()
     );
+    if let Some(secs) = retry_after {
+        let _ = write!(out, "Retry-After: {secs}\r\n");
+    }
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     }

@@ -38,6 +38,18 @@ pub struct ServerGauge {
     pub active: u32,
 }
 
+/// One upstream group's wait queue, read at scrape time (process-wide, kept over reloads).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueGauge {
+    pub upstream: String,
+    /// Requests waiting now.
+    pub depth: usize,
+    /// Requests refused because the queue was full.
+    pub full: u64,
+    /// Requests refused after waiting `queue.timeout`.
+    pub timed_out: u64,
+}
+
 /// What a scrape reads directly from the process rather than from the workers.
 #[derive(Clone, Debug, Default)]
 pub struct Gauges {
@@ -49,6 +61,8 @@ pub struct Gauges {
     pub listeners: Vec<String>,
     /// Upstream group names, in configuration order.
     pub upstreams: Vec<String>,
+    /// Every group's queue, in configuration order (all zero for a group without `queue`).
+    pub queues: Vec<QueueGauge>,
     /// Every server of every group, in configuration order; a group listing one address
     /// twice has it once here (the two are one series to Prometheus).
     pub servers: Vec<ServerGauge>,
@@ -100,6 +114,20 @@ impl Gauges {
             reloads: control.reloads(),
             listeners: snap.listeners.iter().map(|l| l.name.clone()).collect(),
             upstreams: snap.groups.iter().map(|g| g.name.clone()).collect(),
+            queues: snap
+                .groups
+                .iter()
+                .map(|g| {
+                    let queue = g.peers.queue();
+                    let (full, timed_out) = queue.rejections();
+                    QueueGauge {
+                        upstream: g.name.clone(),
+                        depth: queue.depth(),
+                        full,
+                        timed_out,
+                    }
+                })
+                .collect(),
             servers,
             missing_workers: 0,
             access_log_dropped: crate::log::dropped_lines(),
@@ -258,15 +286,21 @@ fn process_families(out: &mut String, g: &Gauges) {
         "gauge",
         "Requests waiting for a server below max_conns.",
     );
-    // Always 0 until the upstream queue (`queue = { ... }`) is implemented; the family is
-    // here already so dashboards and alerts can be written against it.
-    for name in &g.upstreams {
-        sample(
-            out,
-            "ringway_queue_depth",
-            &[("upstream", name.as_str())],
-            0,
-        );
+    for q in &g.queues {
+        let labels = [("upstream", q.upstream.as_str())];
+        sample(out, "ringway_queue_depth", &labels, q.depth);
+    }
+    family(
+        out,
+        "ringway_queue_rejected_total",
+        "counter",
+        "Requests answered 503 by the queue: it was full, or they waited queue.timeout.",
+    );
+    for q in &g.queues {
+        for (reason, n) in [("full", q.full), ("timeout", q.timed_out)] {
+            let labels = [("upstream", q.upstream.as_str()), ("reason", reason)];
+            sample(out, "ringway_queue_rejected_total", &labels, n);
+        }
     }
     family(
         out,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::render::{Gauges, ServerGauge, ServerState, prometheus, status_json};
+use super::render::{Gauges, QueueGauge, ServerGauge, ServerState, prometheus, status_json};
 use super::*;
 use crate::snapshot::Snapshot;
 
@@ -261,6 +261,12 @@ fn small_gauges() -> Gauges {
         reloads: (2, 1),
         listeners: vec!["web".into()],
         upstreams: vec!["b".into()],
+        queues: vec![QueueGauge {
+            upstream: "b".into(),
+            depth: 3,
+            full: 5,
+            timed_out: 1,
+        }],
         servers: vec![ServerGauge {
             upstream: "b".into(),
             server: X.into(),
@@ -322,7 +328,11 @@ ringway_upstream_server_up{upstream=\"b\",server=\"127.0.0.1:1801\"} 0
 ringway_upstream_active_requests{upstream=\"b\",server=\"127.0.0.1:1801\"} 4
 # HELP ringway_queue_depth Requests waiting for a server below max_conns.
 # TYPE ringway_queue_depth gauge
-ringway_queue_depth{upstream=\"b\"} 0
+ringway_queue_depth{upstream=\"b\"} 3
+# HELP ringway_queue_rejected_total Requests answered 503 by the queue: it was full, or they waited queue.timeout.
+# TYPE ringway_queue_rejected_total counter
+ringway_queue_rejected_total{upstream=\"b\",reason=\"full\"} 5
+ringway_queue_rejected_total{upstream=\"b\",reason=\"timeout\"} 1
 # HELP ringway_config_reloads_total Configuration reloads, by result.
 # TYPE ringway_config_reloads_total counter
 ringway_config_reloads_total{result=\"ok\"} 2
@@ -401,4 +411,6 @@ fn gauges_read_server_states_and_merge_a_listed_twice_address() {
     assert_eq!(g.generation, 5);
     assert_eq!(g.listeners, ["web"]);
     assert_eq!(g.upstreams, ["b"]);
+    assert_eq!(g.queues.len(), 1);
+    assert_eq!((g.queues[0].upstream.as_str(), g.queues[0].depth), ("b", 0));
 }

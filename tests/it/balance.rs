@@ -293,3 +293,54 @@ fn every_server_unavailable_gives_502_at_once(driver: &str) {
     assert!(started.elapsed() < Duration::from_millis(500));
 }
 both_drivers!(every_server_unavailable_gives_502_at_once);
+
+/// How many answers on one keep-alive connection came from backend `name`, of how many:
+/// requests go one after another until `until`, or `count` of them if given.
+fn share_until(
+    addr: std::net::SocketAddr,
+    c: &mut Client,
+    name: &str,
+    until: Instant,
+    count: Option<usize>,
+) -> (usize, usize) {
+    let (mut mine, mut n) = (0, 0);
+    while count.map_or(Instant::now() < until, |count| n < count) {
+        let r = c.request("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+        assert_eq!(r.status, 200);
+        mine += usize::from(r.text() == name);
+        n += 1;
+        if r.says_close() {
+            // keepalive_requests (1000) reached.
+            *c = Client::connect(addr);
+        }
+    }
+    (mine, n)
+}
+
+/// A server whose `down` a reload lifts comes back with `slow_start = "2s"`: over the
+/// first half second its share is a fraction of the half it gets once the ramp is over.
+fn slow_start_ramps_a_returning_server_up_to_its_weight(driver: &str) {
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let servers = |b_extra: &str| [server(a.addr(), ""), server(b.addr(), b_extra)];
+    let upstream = "balance = \"round_robin\"\nslow_start = \"2s\"";
+    let mut p = Proxy::start(driver, &config("", upstream, &servers("down = true")));
+    p.reload(&config("", upstream, &servers("")));
+    let back = Instant::now();
+    let mut c = Client::connect(p.addr);
+    let (early, n) = share_until(p.addr, &mut c, "b", back + Duration::from_millis(500), None);
+    assert!(n >= 20, "only {n} requests in the first half second");
+    // Weight ramps to a quarter by then: about 11% of the picks on average, never 50%.
+    assert!(
+        (early as f64) < 0.25 * n as f64,
+        "b got {early} of the first {n}"
+    );
+    std::thread::sleep(
+        (back + Duration::from_millis(2100)).saturating_duration_since(Instant::now()),
+    );
+    let (late, n) = share_until(p.addr, &mut c, "b", Instant::now(), Some(200));
+    assert!(
+        (80..=120).contains(&late),
+        "b got {late} of {n} after the ramp"
+    );
+}
+both_drivers!(slow_start_ramps_a_returning_server_up_to_its_weight);

@@ -6,6 +6,7 @@ mod support;
 
 mod access_log;
 mod admin;
+mod backup;
 mod balance;
 mod basic;
 mod cli;
@@ -17,6 +18,7 @@ mod lifecycle;
 mod misbehaving;
 mod mutation;
 mod pool;
+mod queue;
 mod reload;
 mod retries;
 mod routes;
