@@ -20,6 +20,7 @@
 //! the snapshot (`ArcSwap`) and their inbox ([`crate::worker::inbox`]).
 
 pub mod admin;
+pub mod health;
 pub mod listeners;
 pub mod log_thread;
 pub mod notify;
