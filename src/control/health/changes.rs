@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 
+use crate::snapshot::Snapshot;
+
 /// Changes by (upstream, server address, changed to up).
 pub struct ChangeCounts {
     counts: Mutex<BTreeMap<(String, String, bool), u64>>,
@@ -54,10 +56,29 @@ impl ChangeCounts {
             .or_default() += 1;
     }
 
-    /// Every series counted so far (servers removed since keep theirs: counters never go
-    /// back), in label order.
+    /// What a scrape shows: every series counted so far (servers removed since keep
+    /// theirs: counters never go back) plus a zero for each direction of every server
+    /// `snap` health-checks, so a first change shows as an increase; in label order.
+    pub fn series(&self, snap: &Snapshot) -> Vec<ChangeCount> {
+        let mut all = self.lock().clone();
+        for group in snap.groups.iter().filter(|g| g.health_check.is_some()) {
+            for server in group.peers.servers() {
+                for up in [false, true] {
+                    let key = (group.name.clone(), server.addr.to_string(), up);
+                    all.entry(key).or_default();
+                }
+            }
+        }
+        Self::listed(&all)
+    }
+
+    /// Every series counted so far, in label order.
     pub fn read(&self) -> Vec<ChangeCount> {
-        self.lock()
+        Self::listed(&self.lock())
+    }
+
+    fn listed(counts: &BTreeMap<(String, String, bool), u64>) -> Vec<ChangeCount> {
+        counts
             .iter()
             .map(|((upstream, server, up), count)| ChangeCount {
                 upstream: upstream.clone(),
@@ -91,6 +112,30 @@ mod tests {
                 ("u", "127.0.0.1:1", "down", 2),
                 ("u", "127.0.0.1:1", "up", 1),
                 ("v", "127.0.0.1:1", "down", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_scrape_shows_zeros_for_checked_servers_and_keeps_removed_ones() {
+        let text = "[[listener]]\nbind = \"127.0.0.1:1700\"\nupstream = \"u\"\n\
+                    [upstreams.u]\nservers = [{ addr = \"127.0.0.1:2\" }]\nhealth_check = {}\n\
+                    [upstreams.p]\nservers = [{ addr = \"127.0.0.1:3\" }]\n";
+        let snap = crate::config::load_str(text, std::path::Path::new("t.toml"), 1).unwrap();
+        let counts = ChangeCounts::new();
+        counts.count("gone", "127.0.0.1:1", false);
+        counts.count("u", "127.0.0.1:2", false);
+        let all = counts.series(&snap);
+        let series: Vec<String> = all
+            .iter()
+            .map(|c| format!("{} {} {} {}", c.upstream, c.server, c.to, c.count))
+            .collect();
+        assert_eq!(
+            series,
+            [
+                "gone 127.0.0.1:1 down 1",
+                "u 127.0.0.1:2 down 1",
+                "u 127.0.0.1:2 up 0"
             ]
         );
     }
