@@ -200,8 +200,9 @@ impl Targets {
         self.map.get(key).map(|t| t.checks.is_up())
     }
 
+    /// How many servers are health-checked.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.map.len()
     }
 }
@@ -336,7 +337,7 @@ mod tests {
         // ...then a reload keeps server 1, drops server 2, adds server 3.
         let forgotten = t.follow(&snap(&[1, 3], Some("rise = 2, fall = 1")), at);
         assert_eq!(forgotten, [key(2)]);
-        assert_eq!(t.len(), 2);
+        assert_eq!(t.count(), 2);
         assert_eq!(t.is_up(&key(1)), Some(false));
         assert_eq!(t.is_up(&key(2)), None);
         assert_eq!(t.is_up(&key(3)), Some(true));
@@ -356,7 +357,7 @@ mod tests {
         t.finish(&d[0].key, d[0].id, outcome(false), at);
         t.finish(&d[1].key, d[1].id, outcome(true), at);
         assert_eq!(t.follow(&snap(&[1, 2], None), at), [key(1)]);
-        assert_eq!(t.len(), 0);
+        assert_eq!(t.count(), 0);
     }
 
     #[test]
