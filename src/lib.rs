@@ -14,7 +14,9 @@
 //! into a [`snapshot::Snapshot`] (immutable, `Arc`), [`runtime::start`] spawns one pinned
 //! worker per core, [`control::run`] takes signals: SIGHUP → [`control::reload`] (load →
 //! validate → inherit → one `ArcSwap::store` → [`worker::inbox::WorkerMsg`] to each
-//! worker), SIGQUIT → [`control::stop::drain`], SIGUSR2 → [`control::upgrade`].
+//! worker), SIGQUIT → [`control::stop::drain`], SIGUSR2 → [`control::upgrade`]. Active
+//! health checks run on one prober thread ([`control::health::Prober`]), which follows the
+//! snapshot and sets the servers' shared marks.
 //!
 //! # Glossary
 //! - *downstream*: the client side of a connection.
@@ -70,6 +72,8 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
         Some(admin) => Some(admin.spawn(current.clone(), &running.links)?),
         None => None,
     };
+    let health = control::health::Prober::start(current.clone())
+        .map_err(|e| format!("cannot start the health-check thread: {e}"))?;
     if let Some(path) = &pid_file {
         control::write_pid_file(path)
             .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
@@ -89,6 +93,7 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
         running,
         Some(log),
         admin,
+        Some(health),
     ));
     Ok(())
 }

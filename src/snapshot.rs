@@ -287,12 +287,25 @@ impl NextUpstream {
     }
 }
 
-/// `health_check` (active probes; behaviour lands with the health issue).
+/// `health_check`: active probes of every server of a group, run by the prober thread
+/// ([`crate::control::health`]).
 pub struct HealthCheck {
+    /// The request target of an HTTP probe; `None` makes the probe a TCP connect.
     pub path: Option<String>,
+    /// "GET" unless configured (a body needs an explicit method).
+    pub method: String,
+    /// Sent with a `Content-Length`: a 1-token generation proves the engine answers, where
+    /// a `/health` may still say 200 with the engine dead.
+    pub body: Option<String>,
+    /// Extra request headers, as written (a `Host` here replaces the server's address).
+    pub headers: Vec<(String, String)>,
+    /// Time between the starts of two probes of one server (jittered by the prober).
     pub interval: Duration,
+    /// The whole probe (connect, request, response head) must finish within this.
     pub timeout: Duration,
+    /// Consecutive passed probes that bring a down server back.
     pub rise: u32,
+    /// Consecutive failed probes that take an up server out.
     pub fall: u32,
     /// Inclusive status range counted as healthy.
     pub expect: (u16, u16),

@@ -20,7 +20,7 @@ use crate::template::{Template, Var};
 
 /// Headers that frame or manage the connection: setting or hiding them would break the
 /// proxy's own message framing, so the config may not touch them.
-const FRAMING_HEADERS: [&str; 3] = ["content-length", "transfer-encoding", "connection"];
+pub(super) const FRAMING_HEADERS: [&str; 3] = ["content-length", "transfer-encoding", "connection"];
 
 /// The upstream groups a listener can refer to.
 pub struct Groups<'g> {

@@ -4,12 +4,13 @@
 //! Stages, each reporting all of its errors before giving up:
 //! 1. [`recover`]: TOML syntax, then serde into the [`raw`] structs; after a type or
 //!    unknown-key error the bad key is dropped and deserialization runs again.
-//! 2. [`validate`] (with [`listener`] and [`upstream`]): defaults, ranges, references between
+//! 2. [`validate`] (with [`listener`], [`upstream`] and [`health`]): defaults, ranges, references between
 //!    sections, addresses (host names are resolved here, on the control path).
 //!
 //! Values with units are parsed in [`units`]; positions and key paths live in [`source`].
 
 mod check;
+mod health;
 mod listener;
 mod raw;
 mod recover;

@@ -160,6 +160,9 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawHealthCheck {
     pub path: Option<Spanned<String>>,
+    pub method: Option<Spanned<String>>,
+    pub body: Option<Spanned<String>>,
+    pub headers: Option<Spanned<BTreeMap<Spanned<String>, Spanned<String>>>>,
     pub interval: Option<Spanned<Dur>>,
     pub timeout: Option<Spanned<Dur>>,
     pub rise: Option<Spanned<i64>>,

@@ -303,6 +303,8 @@ fn health_check_is_read_with_defaults() {
     let s = ok(&config("", "health_check = {}"));
     let h = s.groups[0].health_check.as_ref().unwrap();
     assert_eq!(h.path, None);
+    assert_eq!((h.method.as_str(), &h.body), ("GET", &None));
+    assert!(h.headers.is_empty());
     assert_eq!(
         (h.interval, h.timeout),
         (Duration::from_secs(5), Duration::from_secs(1))
@@ -331,6 +333,45 @@ fn health_check_values_are_checked() {
         ("timeout = \"0s\"", "timeout", "greater than 0"),
         ("path = \"health\"", "path", "start with `/`"),
         ("port = 80", "port", "unknown field"),
+        (
+            "path = \"/\", method = \"post\"",
+            "method",
+            "invalid method",
+        ),
+        (
+            "path = \"/\", method = \"GE T\"",
+            "method",
+            "invalid method",
+        ),
+        ("path = \"/\", body = \"{}\"", "body", "needs `method`"),
+        ("method = \"POST\"", "method", "needs `path`"),
+        ("body = \"x\"", "body", "needs `path`"),
+        ("headers = { A = \"b\" }", "headers", "needs `path`"),
+        (
+            "path = \"/\", headers = { \"A B\" = \"c\" }",
+            "headers.\"A B\"",
+            "invalid header name",
+        ),
+        (
+            "path = \"/\", headers = { Connection = \"x\" }",
+            "headers.Connection",
+            "managed by the prober",
+        ),
+        (
+            "path = \"/\", headers = { Content-Length = \"1\" }",
+            "headers.Content-Length",
+            "managed by the prober",
+        ),
+        (
+            "path = \"/\", headers = { A = \"1\", a = \"2\" }",
+            "headers.a",
+            "set twice",
+        ),
+        (
+            "path = \"/\", headers = { A = \"x\\ny\" }",
+            "headers.A",
+            "control characters",
+        ),
     ];
     for (value, key, message) in cases {
         let text = config("", &format!("health_check = {{ {value} }}"));
@@ -341,6 +382,45 @@ fn health_check_values_are_checked() {
             message,
         );
     }
+}
+
+#[test]
+fn health_check_request_keys_are_read() {
+    let text = "health_check = { path = \"/v1/completions\", method = \"POST\", \
+                body = '{\"prompt\":\"hi\",\"max_tokens\":1}', \
+                headers = { Content-Type = \"application/json\", Host = \"llm\" } }";
+    let s = ok(&config("", text));
+    let h = s.groups[0].health_check.as_ref().unwrap();
+    assert_eq!(h.path.as_deref(), Some("/v1/completions"));
+    assert_eq!(h.method, "POST");
+    assert_eq!(
+        h.body.as_deref(),
+        Some("{\"prompt\":\"hi\",\"max_tokens\":1}")
+    );
+    let headers: Vec<(&str, &str)> = h
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        headers,
+        [("Content-Type", "application/json"), ("Host", "llm")]
+    );
+}
+
+#[test]
+fn health_check_body_has_a_limit() {
+    let big = "x".repeat(64 * 1024 + 1);
+    let text = config(
+        "",
+        &format!("health_check = {{ path = \"/\", method = \"POST\", body = \"{big}\" }}"),
+    );
+    assert_error(
+        &text,
+        7,
+        "upstreams.u.health_check.body",
+        "at most 65536 bytes",
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! `[upstreams.NAME]` tables to [`Group`]s: servers, balancing policy and hash key, timeouts,
-//! retry conditions (`next_upstream`), active health checks and the queue.
+//! retry conditions (`next_upstream`) and the queue; `health_check` is read in [`super::health`].
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -9,11 +9,11 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::check::{Zero, resolve};
-use super::raw::{RawBalance, RawHealthCheck, RawQueue, RawServer, RawUpstream};
+use super::raw::{RawBalance, RawQueue, RawServer, RawUpstream};
 use super::source::{Report, index, join};
 use super::units::{Dur, RawNextUpstream};
 use crate::balance::{MAX_SERVERS, Peers, Policy, Server};
-use crate::snapshot::{Group, HealthCheck, NextUpstream, Queue};
+use crate::snapshot::{Group, NextUpstream, Queue};
 use crate::template::Template;
 
 /// Highest server weight: keeps weight sums of [`MAX_SERVERS`] servers far inside `u32`.
@@ -91,7 +91,7 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
         health_check: raw
             .health_check
             .as_ref()
-            .map(|h| health_check(r, h, &key("health_check"))),
+            .map(|h| super::health::health_check(r, h, &key("health_check"))),
         queue,
         slow_start,
     }
@@ -274,51 +274,6 @@ fn next_upstream(
     result
 }
 
-fn health_check(
-    r: &mut Report<'_, '_>,
-    table: &Spanned<RawHealthCheck>,
-    base: &str,
-) -> HealthCheck {
-    let raw = table.get_ref();
-    let key = |k: &str| join(base, k);
-    let path = r.url_path(&raw.path, &key("path"));
-    let expect = match &raw.expect {
-        None => (200, 399),
-        Some(e) => parse_expect(e.get_ref()).unwrap_or_else(|message| {
-            r.at(&e.span(), &key("expect"), message);
-            (200, 399)
-        }),
-    };
-    let secs = Duration::from_secs;
-    HealthCheck {
-        path,
-        interval: r.dur(&raw.interval, &key("interval"), secs(5), Zero::Rejected),
-        timeout: r.dur(&raw.timeout, &key("timeout"), secs(1), Zero::Rejected),
-        rise: r.int(&raw.rise, &key("rise"), 2, 1..=1000) as u32,
-        fall: r.int(&raw.fall, &key("fall"), 3, 1..=1000) as u32,
-        expect,
-    }
-}
-
-/// `"200"` or `"200-399"` (inclusive), statuses within 100..=599.
-fn parse_expect(text: &str) -> Result<(u16, u16), String> {
-    let bad = || format!("invalid status range {text:?}: expected e.g. \"200\" or \"200-399\"");
-    let status = |s: &str| {
-        s.parse::<u16>()
-            .ok()
-            .filter(|code| (100..=599).contains(code) && s.len() == 3)
-            .ok_or_else(bad)
-    };
-    let (lo, hi) = match text.split_once('-') {
-        Some((lo, hi)) => (status(lo)?, status(hi)?),
-        None => (status(text)?, status(text)?),
-    };
-    if lo > hi {
-        return Err(format!("invalid status range {text:?}: {lo} is above {hi}"));
-    }
-    Ok((lo, hi))
-}
-
 fn queue(r: &mut Report<'_, '_>, table: &Spanned<RawQueue>, base: &str) -> Queue {
     let raw = table.get_ref();
     let max = match r.required(&raw.max, &table.span(), base, "max") {
@@ -339,20 +294,6 @@ fn queue(r: &mut Report<'_, '_>, table: &Spanned<RawQueue>, base: &str) -> Queue
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expect_takes_one_status_or_an_inclusive_range() {
-        assert_eq!(parse_expect("200"), Ok((200, 200)));
-        assert_eq!(parse_expect("200-399"), Ok((200, 399)));
-        assert_eq!(parse_expect("100-599"), Ok((100, 599)));
-        assert!(parse_expect("399-200").unwrap_err().contains("above"));
-        assert!(parse_expect("99").is_err());
-        assert!(parse_expect("600").is_err());
-        assert!(parse_expect("0200").is_err());
-        assert!(parse_expect("200-").is_err());
-        assert!(parse_expect("2xx").is_err());
-        assert!(parse_expect("").is_err());
-    }
 
     #[test]
     fn every_condition_name_sets_its_own_flag() {

@@ -15,11 +15,14 @@
 //! - [`state`]: what the admin listener reads (draining, reload counts).
 //! - [`notify`]: systemd's `sd_notify` (ready, reloading, stopping, a new main pid).
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/status`) on its own threads.
+//! - [`health`]: active health checks on the prober thread (`ringway-health`): it follows
+//!   the snapshot and sets each server's shared probe mark; stopped when [`run`] returns.
 //!
 //! Threads: the main thread runs [`run`] and owns everything here. Workers only ever see
 //! the snapshot (`ArcSwap`) and their inbox ([`crate::worker::inbox`]).
 
 pub mod admin;
+pub mod health;
 pub mod listeners;
 pub mod log_thread;
 pub mod notify;
@@ -77,6 +80,8 @@ pub struct Control {
     pub log: Option<log_thread::LogHandle>,
     /// The admin listener's socket, handed to the new binary on upgrade.
     pub admin: Option<admin::AdminHandle>,
+    /// The prober thread; stopped before the log is flushed, so its last lines are kept.
+    pub health: Option<health::Prober>,
 }
 
 impl Control {
@@ -86,6 +91,7 @@ impl Control {
         running: Running,
         log: Option<log_thread::LogHandle>,
         admin: Option<admin::AdminHandle>,
+        health: Option<health::Prober>,
     ) -> Control {
         let generation = current.load().generation;
         Control {
@@ -97,6 +103,7 @@ impl Control {
             notify: notify::Notifier::from_env(),
             log,
             admin,
+            health,
         }
     }
 
@@ -160,6 +167,9 @@ pub fn run(mut ctl: Control) {
     }
     if let Some(path) = ctl.pid_file() {
         remove_pid_file_if_ours(&path);
+    }
+    if let Some(prober) = ctl.health.take() {
+        prober.stop();
     }
     if let Some(log) = ctl.log.take() {
         log.flush_and_stop();

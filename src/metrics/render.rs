@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
 
 use super::{BUCKET_BOUNDS_US, Histogram, ServerCounts, ServerKey, StatsReport};
+use crate::control::health::changes::ChangeCount;
 use crate::snapshot::Snapshot;
 
 /// How a server stands right now (`/status` "state").
@@ -70,6 +71,8 @@ pub struct Gauges {
     pub missing_workers: usize,
     /// Access-log lines dropped because the log thread fell behind.
     pub access_log_dropped: u64,
+    /// `ringway_upstream_health_changes_total`, from the prober's counts.
+    pub health_changes: Vec<ChangeCount>,
 }
 
 impl Gauges {
@@ -131,6 +134,7 @@ impl Gauges {
             servers,
             missing_workers: 0,
             access_log_dropped: crate::log::dropped_lines(),
+            health_changes: crate::control::health::changes::changes().series(snap),
         }
     }
 }
@@ -261,6 +265,25 @@ fn gauge_families(out: &mut String, report: &StatsReport, g: &Gauges) {
             ("server", s.server.as_str()),
         ];
         sample(out, "ringway_upstream_server_up", &labels, up);
+    }
+    family(
+        out,
+        "ringway_upstream_health_changes_total",
+        "counter",
+        "Times active health checks took a server down or brought it back, by the state it changed to.",
+    );
+    for c in &g.health_changes {
+        let labels = [
+            ("upstream", c.upstream.as_str()),
+            ("server", c.server.as_str()),
+            ("to", c.to),
+        ];
+        sample(
+            out,
+            "ringway_upstream_health_changes_total",
+            &labels,
+            c.count,
+        );
     }
     family(
         out,

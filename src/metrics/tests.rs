@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::render::{Gauges, QueueGauge, ServerGauge, ServerState, prometheus, status_json};
 use super::*;
+use crate::control::health::changes::ChangeCount;
 use crate::snapshot::Snapshot;
 
 fn snapshot(text: &str, generation: u64) -> Arc<Snapshot> {
@@ -275,6 +276,12 @@ fn small_gauges() -> Gauges {
         }],
         missing_workers: 0,
         access_log_dropped: 7,
+        health_changes: vec![ChangeCount {
+            upstream: "b".into(),
+            server: X.into(),
+            to: "down",
+            count: 1,
+        }],
     }
 }
 
@@ -323,6 +330,9 @@ ringway_active_connections{listener=\"web\"} 1
 # HELP ringway_upstream_server_up 1 if the server takes requests, 0 while it is down, failed max_fails or failing active checks.
 # TYPE ringway_upstream_server_up gauge
 ringway_upstream_server_up{upstream=\"b\",server=\"127.0.0.1:1801\"} 0
+# HELP ringway_upstream_health_changes_total Times active health checks took a server down or brought it back, by the state it changed to.
+# TYPE ringway_upstream_health_changes_total counter
+ringway_upstream_health_changes_total{upstream=\"b\",server=\"127.0.0.1:1801\",to=\"down\"} 1
 # HELP ringway_upstream_active_requests Requests in flight on the server, process-wide.
 # TYPE ringway_upstream_active_requests gauge
 ringway_upstream_active_requests{upstream=\"b\",server=\"127.0.0.1:1801\"} 4

@@ -53,7 +53,7 @@ fn labels(mut text: &str) -> Vec<(String, String)> {
 }
 
 /// The sum of every `name` sample whose labels include all of `want`.
-fn sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
+pub(crate) fn sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
     samples(text)
         .into_iter()
         .filter(|(n, labels, _)| {
@@ -66,7 +66,7 @@ fn sum(text: &str, name: &str, want: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
-fn scrape(admin: SocketAddr) -> String {
+pub(crate) fn scrape(admin: SocketAddr) -> String {
     let r = get(admin, "/metrics");
     assert_eq!(r.status, 200, "{}", r.head_text());
     assert_eq!(

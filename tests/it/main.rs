@@ -14,6 +14,7 @@ mod edges;
 mod errors;
 mod harness;
 mod headers;
+mod health;
 mod lifecycle;
 mod misbehaving;
 mod mutation;
