@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 type Check = (&'static str, fn() -> Result<(), String>);
 
-const CHECKS: [Check; 15] = [
+const CHECKS: [Check; 19] = [
     (
         "wrk_report_gives_rate_latencies_and_errors",
         wrk_report_gives_rate_latencies_and_errors,
@@ -52,6 +52,19 @@ const CHECKS: [Check; 15] = [
     (
         "configs_carry_the_settings_made_alike",
         configs_carry_the_settings_made_alike,
+    ),
+    ("nginx_proxy_is_tuned", nginx_proxy_is_tuned),
+    (
+        "static_backends_are_nginx_and_cheap",
+        static_backends_are_nginx_and_cheap,
+    ),
+    (
+        "haproxy_tcp_relays_without_http",
+        haproxy_tcp_relays_without_http,
+    ),
+    (
+        "header_descriptions_quote_the_configs",
+        header_descriptions_quote_the_configs,
     ),
     (
         "table_shows_ratios_to_nginx_and_haproxy",
@@ -210,42 +223,222 @@ fn sizes_and_proxies_knobs_parse() -> Result<(), String> {
         parse_proxies("haproxy,nginx", false)? == ["nginx", "haproxy"],
         || "subset order".into(),
     )?;
-    ensure(parse_proxies("", false)?.len() == 3, || {
-        "empty = all".into()
-    })?;
+    ensure(
+        parse_proxies("", false)? == ["ringway", "nginx", "haproxy", "haproxy-tcp"],
+        || "empty = all but the baseline".into(),
+    )?;
     ensure(parse_proxies("envoy", false).is_err(), || {
         "unknown proxy accepted".into()
     })
 }
 
+const LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 9000);
+
+fn two_backends() -> [SocketAddr; 2] {
+    [([127, 0, 0, 1], 9001).into(), ([127, 0, 0, 1], 9002).into()]
+}
+
+/// `text` has every line of `wanted`, each as a whole line (leading spaces aside), so that
+/// `keepalive 256;` is not found inside `keepalive_requests 256;` by accident.
+fn has_lines(what: &str, text: &str, wanted: &[&str]) -> Result<(), String> {
+    for line in wanted {
+        ensure(text.lines().any(|l| l.trim() == *line), || {
+            format!("{what}: missing line {line:?} in:\n{text}")
+        })?;
+    }
+    Ok(())
+}
+
 fn configs_carry_the_settings_made_alike() -> Result<(), String> {
-    let listen: SocketAddr = ([127, 0, 0, 1], 9000).into();
-    let backends: [SocketAddr; 2] = [([127, 0, 0, 1], 9001).into(), ([127, 0, 0, 1], 9002).into()];
+    let listen: SocketAddr = LISTEN.into();
+    let backends = two_backends();
     let dir = Path::new("/tmp/x");
     let nginx = configs::nginx(listen, &backends, dir);
     let haproxy = configs::haproxy(listen, &backends);
     let ringway = configs::ringway(listen, &backends, dir, "ringway");
-    let wanted: [(&str, &str); 12] = [
-        (&nginx, "worker_processes 1;"),
-        (&nginx, "keepalive 64;"),
-        (&nginx, "proxy_http_version 1.1;"),
-        (&nginx, "proxy_set_header Connection \"\";"),
-        (&nginx, "access_log off;"),
-        (&nginx, "pid /tmp/x/nginx.pid;"),
-        (&haproxy, "nbthread 1"),
-        (&haproxy, "http-reuse always"),
-        (&haproxy, "server s2 127.0.0.1:9002"),
-        (&ringway, "workers = 1"),
-        (&ringway, "access_log = \"off\""),
-        (&ringway, "keepalive = 64"),
-    ];
-    for (text, line) in wanted {
-        ensure(text.contains(line), || {
-            format!("missing {line:?} in:\n{text}")
-        })?;
-    }
+    // The same upstream idle pool everywhere: 256 per worker, HAProxy's split per server.
+    has_lines(
+        "nginx",
+        &nginx,
+        &[
+            "worker_processes 1;",
+            "keepalive 256;",
+            "access_log off;",
+            "pid /tmp/x/nginx.pid;",
+        ],
+    )?;
+    has_lines(
+        "haproxy",
+        &haproxy,
+        &[
+            "nbthread 1",
+            "http-reuse always",
+            "default-server pool-max-conn 128",
+            "server s2 127.0.0.1:9002",
+        ],
+    )?;
+    has_lines(
+        "ringway",
+        &ringway,
+        &[
+            "workers = 1",
+            "access_log = \"off\"",
+            "keepalive = 256",
+            "keepalive_requests = 1000000",
+        ],
+    )?;
+    // Once on the listener (client side), once on the upstream.
+    ensure(
+        ringway.matches("keepalive_requests = 1000000").count() == 2,
+        || format!("ringway keepalive_requests not on both sides:\n{ringway}"),
+    )?;
     ensure(!haproxy.contains("log "), || "haproxy config logs".into())?;
     toml_keys_are_known(&ringway)
+}
+
+/// The tuning guides' settings, on the lines where nginx reads them: keep-alive upstreams,
+/// in-memory buffers for a 64 KiB answer, never a temp file, keep-alive not cut.
+fn nginx_proxy_is_tuned() -> Result<(), String> {
+    let nginx = configs::nginx(LISTEN.into(), &two_backends(), Path::new("/tmp/x"));
+    has_lines(
+        "nginx",
+        &nginx,
+        &[
+            "keepalive 256;",
+            "proxy_http_version 1.1;",
+            "proxy_set_header Connection \"\";",
+            "proxy_buffers 32 8k;",
+            "proxy_max_temp_file_size 0;",
+            "keepalive_requests 1000000;",
+            "worker_connections 4096;",
+        ],
+    )?;
+    // keepalive_requests in the upstream block (upstream side) and in the server (client).
+    let upstream = section(&nginx, "upstream backends {");
+    let server = section(&nginx, "server {");
+    ensure(upstream.contains("keepalive 256;"), || {
+        format!("keepalive not in upstream: {upstream}")
+    })?;
+    ensure(
+        upstream.contains("keepalive_requests 1000000;")
+            && server.contains("keepalive_requests 1000000;"),
+        || format!("keepalive_requests not on both sides:\n{nginx}"),
+    )?;
+    ensure(server.contains("proxy_buffers 32 8k;"), || {
+        format!("proxy_buffers not in server: {server}")
+    })
+}
+
+/// The text from `opening` to the line that closes it, by brace count.
+fn section<'a>(text: &'a str, opening: &str) -> &'a str {
+    let Some(start) = text.find(opening) else {
+        return "";
+    };
+    let mut depth = 0;
+    for (i, c) in text[start..].char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &text[start..start + i + 1];
+                }
+            }
+            _ => {}
+        }
+    }
+    &text[start..]
+}
+
+fn static_backends_are_nginx_and_cheap() -> Result<(), String> {
+    let conf = configs::nginx_backend(&two_backends(), Path::new("/tmp/x"));
+    has_lines(
+        "backend",
+        &conf,
+        &[
+            "sendfile on;",
+            "tcp_nopush on;",
+            "open_file_cache max=64 inactive=1h;",
+            "keepalive_requests 1000000;",
+            "access_log off;",
+            "listen 127.0.0.1:9001;",
+            "listen 127.0.0.1:9002;",
+            "add_header X-Backend $server_port;",
+            "pid /tmp/x/backend.pid;",
+        ],
+    )?;
+    ensure(conf.matches("server {").count() == 2, || {
+        format!("not one server per backend:\n{conf}")
+    })?;
+    ensure(conf.contains("root /tmp/x/www;"), || {
+        format!("files not served from the run's dir:\n{conf}")
+    })
+}
+
+fn haproxy_tcp_relays_without_http() -> Result<(), String> {
+    let conf = configs::haproxy_tcp(LISTEN.into(), &two_backends());
+    has_lines(
+        "haproxy-tcp",
+        &conf,
+        &[
+            "mode tcp",
+            "nbthread 1",
+            "balance roundrobin",
+            "server s1 127.0.0.1:9001",
+        ],
+    )?;
+    for http_only in [
+        "mode http",
+        "http-reuse",
+        "http-keep-alive",
+        "pool-max-conn",
+    ] {
+        ensure(!conf.contains(http_only), || {
+            format!("haproxy-tcp has {http_only:?}:\n{conf}")
+        })?;
+    }
+    ensure(!conf.contains("log "), || "haproxy-tcp config logs".into())
+}
+
+/// The header names settings in backquotes; each must be text of the config that ran.
+fn header_descriptions_quote_the_configs() -> Result<(), String> {
+    let listen: SocketAddr = LISTEN.into();
+    let backends = two_backends();
+    let dir = Path::new("/tmp/x");
+    let cases = [
+        (
+            configs::described("ringway", 2),
+            configs::ringway(listen, &backends, dir, "ringway"),
+        ),
+        (
+            configs::described("nginx", 2),
+            configs::nginx(listen, &backends, dir),
+        ),
+        (
+            configs::described("haproxy", 2),
+            configs::haproxy(listen, &backends),
+        ),
+        (
+            configs::described("haproxy-tcp", 2),
+            configs::haproxy_tcp(listen, &backends),
+        ),
+        (
+            configs::backend_described("nginx"),
+            configs::nginx_backend(&backends, dir),
+        ),
+    ];
+    for (description, conf) in &cases {
+        let quoted: Vec<&str> = description.split('`').skip(1).step_by(2).collect();
+        ensure(quoted.len() >= 3, || {
+            format!("few settings in {description}")
+        })?;
+        for q in quoted {
+            ensure(conf.contains(q), || {
+                format!("{description:?} quotes {q:?}, not in:\n{conf}")
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// The ringway config must parse as TOML and only use keys SPEC names.
@@ -325,8 +518,15 @@ fn size_names_are_binary_units() -> Result<(), String> {
 
 fn baseline_is_a_proxy_only_with_its_binary() -> Result<(), String> {
     ensure(
-        parse_proxies("", true)? == ["ringway", "ringway-before", "nginx", "haproxy"],
-        || "empty with a baseline = all four, ringway-before beside ringway".into(),
+        parse_proxies("", true)?
+            == [
+                "ringway",
+                "ringway-before",
+                "nginx",
+                "haproxy",
+                "haproxy-tcp",
+            ],
+        || "empty with a baseline = all five, ringway-before beside ringway".into(),
     )?;
     ensure(
         !parse_proxies("", false)?.contains(&"ringway-before"),
