@@ -1,5 +1,6 @@
 //! End-to-end benchmark: ringway, a tuned nginx and HAProxy proxying the same two static
-//! nginx backends on 127.0.0.1, measured with wrk in interleaved rounds, reported as ratios.
+//! nginx backends on 127.0.0.1, measured with wrk in interleaved rounds, reported as ratios
+//! to the best of the peers and checked against issue 6's targets ([`targets`]).
 //!
 //! `cargo bench --bench e2e` runs it (see README "Benchmarks" for the knobs). Without
 //! `--bench` (as under `cargo test --benches`) it only runs its own self-checks.
@@ -18,6 +19,7 @@ mod measure;
 mod procs;
 mod reload;
 mod report;
+mod targets;
 
 use procs::{Proc, check_interrupted};
 use report::{Cell, Sample};
@@ -287,9 +289,16 @@ fn run() -> Result<(), String> {
             &env.knobs.sizes,
         ));
     }
+    let mut half = None;
     if env.knobs.half_core {
+        let (section, cells) = half_core_pass(&env, &mut proxies, &names)?;
         text.push('\n');
-        text.push_str(&half_core_pass(&env, &mut proxies, &names)?);
+        text.push_str(&section);
+        half = cells;
+    }
+    if names.contains(&"ringway") {
+        text.push('\n');
+        text.push_str(&targets::verdicts(&full, half.as_deref(), &env.knobs.sizes));
     }
     notes.push(measure::load_note(load_before, measure::load_average()));
     let text = header(&env, &notes) + &text;
@@ -592,12 +601,16 @@ fn wrk_run(
     })
 }
 
-/// The second pass with each proxy in a cgroup capped at half a core; the section's text,
-/// or a note saying why it could not run.
-fn half_core_pass(env: &Env, proxies: &mut [Running], names: &[&str]) -> Result<String, String> {
+/// The second pass with each proxy in a cgroup capped at half a core: the section's text
+/// and its cells, or a note saying why it could not run and no cells.
+fn half_core_pass(
+    env: &Env,
+    proxies: &mut [Running],
+    names: &[&str],
+) -> Result<(String, Option<Vec<Cell>>), String> {
     let unavailable = |why: String| {
         eprintln!("e2e: half-core pass unavailable: {why}");
-        Ok(format!("### Half a core\n\nUnavailable: {why}\n"))
+        Ok((format!("### Half a core\n\nUnavailable: {why}\n"), None))
     };
     let hierarchy = match cgroup::Hierarchy::detect() {
         Ok(h) => h,
@@ -615,7 +628,8 @@ fn half_core_pass(env: &Env, proxies: &mut [Running], names: &[&str]) -> Result<
     let cells = run_pass(env, proxies)?;
     drop(limits);
     let title = format!("Half a core ({})", hierarchy.describe());
-    Ok(report::table(&title, &cells, &env.knobs.sizes, names))
+    let section = report::table(&title, &cells, &env.knobs.sizes, names);
+    Ok((section, Some(cells)))
 }
 
 /// What was measured, with what, under which conditions.
@@ -658,7 +672,11 @@ fn header(env: &Env, notes: &[String]) -> String {
     for note in notes {
         text.push_str(&format!("- {note}\n"));
     }
-    text.push_str("- ratio columns: this proxy's figure divided by nginx's / HAProxy's\n\n");
+    text.push_str(
+        "- ratio columns: this proxy's figure divided by the best peer's (the better of tuned \
+         nginx and HAProxy at that size: lowest CPU µs/req, highest req/s, lowest p99), and its \
+         CPU µs/req divided by nginx's and by HAProxy's\n\n",
+    );
     text
 }
 
