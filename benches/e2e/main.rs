@@ -111,7 +111,7 @@ impl Knobs {
                 baseline.is_some(),
             )?,
             half_core: var("RINGWAY_BENCH_HALF_CORE").is_none_or(|v| v.trim() != "0"),
-            connections: number("RINGWAY_BENCH_CONNECTIONS", 50)?.clamp(1, 10_000) as u32,
+            connections: number("RINGWAY_BENCH_CONNECTIONS", 64)?.clamp(1, 10_000) as u32,
             backend: var("RINGWAY_BENCH_BACKEND").unwrap_or("nginx".into()),
             baseline,
             warmup_secs: number("RINGWAY_BENCH_WARMUP_SECS", 1)?.max(1),
