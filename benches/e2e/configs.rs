@@ -1,18 +1,28 @@
-//! Configuration files for the three proxies under test (and the nginx stand-in backend),
-//! written so that each gets the same job: one worker, keep-alive to two upstreams, round
-//! robin, no access log, everything on 127.0.0.1 and every path inside the run's temp dir.
+//! Configuration files for the proxies under test and the static nginx backends, written so
+//! that each proxy gets the same job: one worker, keep-alive to two upstreams with the same
+//! idle pool, round robin, no access log, client and upstream keep-alive never cut by a
+//! request count, everything on 127.0.0.1 and every path inside the run's temp dir. nginx is
+//! tuned as nginx's tuning guides tell people to tune it, not left at its defaults.
 
 use std::net::SocketAddr;
 use std::path::Path;
 
-/// Idle upstream connections each proxy keeps per worker (nginx `keepalive`, ringway
-/// `keepalive`; HAProxy's `http-reuse always` keeps what it has).
-pub const UPSTREAM_KEEPALIVE: u32 = 64;
+/// Idle upstream connections each proxy may keep per worker: nginx `keepalive 256` (what the
+/// tuning guides set), ringway `keepalive`, HAProxy `pool-max-conn` split over the servers.
+/// With wrk's connections each holding at most one request, no more than that many upstream
+/// connections are ever busy, so the cap never binds; it is set alike so no one has to ask.
+pub const UPSTREAM_KEEPALIVE: u32 = 256;
+
+/// Requests per keep-alive connection before a proxy or backend closes it, on both sides.
+/// At nginx's and ringway's default of 1000, every wrk connection would reconnect about once
+/// a second at 100k requests/s, and the run would measure connection set-up with proxying.
+pub const KEEPALIVE_REQUESTS: u32 = 1_000_000;
 
 /// ringway TOML per SPEC: one unpinned worker (taskset pins the process to CPU 0, and
-/// `pin_workers` would pick its own core), access log off, round robin, keep-alive 64. `tag`
-/// names the error log, so ringway and an older binary run as `ringway-before` (which gets
-/// this same config: no `[admin]`, no key an older build would reject) keep theirs apart.
+/// `pin_workers` would pick its own core), access log off, round robin, the shared upstream
+/// keep-alive. `tag` names the error log, so ringway and an older binary run as
+/// `ringway-before` (which gets this same config: no `[admin]`, no key an older build would
+/// reject) keep theirs apart.
 pub fn ringway(listen: SocketAddr, backends: &[SocketAddr], dir: &Path, tag: &str) -> String {
     let servers: Vec<String> = backends
         .iter()
@@ -33,10 +43,12 @@ name = "bench"
 bind = "{listen}"
 mode = "http"
 upstream = "backends"
+keepalive_requests = {KEEPALIVE_REQUESTS}
 
 [upstreams.backends]
 balance = "round_robin"
 keepalive = {UPSTREAM_KEEPALIVE}
+keepalive_requests = {KEEPALIVE_REQUESTS}
 servers = [
 {servers}
 ]
@@ -46,9 +58,10 @@ servers = [
     )
 }
 
-/// nginx: one worker, no daemon, upstream keep-alive (HTTP/1.1 with the Connection header
-/// cleared, as nginx's docs require for `keepalive`), access log off, all temp paths in `dir`.
-/// Response buffering stays at nginx's default, as most nginx users run it.
+/// nginx tuned for keep-alive upstreams as its tuning guides have it: `keepalive 256` with
+/// HTTP/1.1 and the Connection header cleared (nginx's docs require both for `keepalive`),
+/// `proxy_buffers 32 8k` so a 64 KiB answer fits in memory, `proxy_max_temp_file_size 0`
+/// so nothing is ever buffered to disk, and no request count that cuts keep-alive.
 pub fn nginx(listen: SocketAddr, backends: &[SocketAddr], dir: &Path) -> String {
     let servers: Vec<String> = backends
         .iter()
@@ -58,13 +71,17 @@ pub fn nginx(listen: SocketAddr, backends: &[SocketAddr], dir: &Path) -> String 
         r#"    upstream backends {{
 {servers}
         keepalive {UPSTREAM_KEEPALIVE};
+        keepalive_requests {KEEPALIVE_REQUESTS};
     }}
     server {{
         listen {listen};
+        keepalive_requests {KEEPALIVE_REQUESTS};
         location / {{
             proxy_pass http://backends;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_buffers 32 8k;
+            proxy_max_temp_file_size 0;
         }}
     }}
 "#,
@@ -73,28 +90,86 @@ pub fn nginx(listen: SocketAddr, backends: &[SocketAddr], dir: &Path) -> String 
     nginx_main(dir, "nginx", &body)
 }
 
-/// The stand-in backend (`RINGWAY_BENCH_BACKEND=nginx`): static files `size/N` of N bytes
-/// under `dir/www`, and `/` a short text, on every address in `backends`.
+/// The backends: one nginx worker (on the load CPU, beside wrk) running a static server per
+/// address in `backends`, each serving the files `size/N` of N bytes under `dir/www` and `/`
+/// a short text. Static files through nginx keep the backend out of ringway's own code, and
+/// sendfile plus a cache of open file descriptors keep it cheap enough not to be what limits
+/// the run. `X-Backend` names the port that answered, which the reload benchmark reads to
+/// tell which weights a proxy is using, as it does from `ringway backend`.
 pub fn nginx_backend(backends: &[SocketAddr], dir: &Path) -> String {
-    let listens: Vec<String> = backends
+    let www = dir.join("www");
+    let servers: Vec<String> = backends
         .iter()
-        .map(|b| format!("        listen {b};"))
-        .collect();
-    let body = format!(
-        r#"    server {{
-{listens}
-        keepalive_requests 100000;
+        .map(|b| {
+            format!(
+                r#"    server {{
+        listen {b};
+        add_header X-Backend $server_port;
         location = / {{ return 200 "ringway bench backend\n"; }}
         location /size/ {{ root {www}; default_type application/octet-stream; }}
     }}
 "#,
-        listens = listens.join("\n"),
-        www = dir.join("www").display(),
+                www = www.display(),
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=64 inactive=1h;
+    open_file_cache_valid 1h;
+    keepalive_requests {KEEPALIVE_REQUESTS};
+{servers}"#,
+        servers = servers.concat(),
     );
     nginx_main(dir, "backend", &body)
 }
 
-/// The parts of an nginx config shared by the proxy and the stand-in backend; `tag` keeps
+/// What `proxy` is configured with, for the report's header. Every `quoted` fragment is
+/// text of the generated config (the self-checks hold it to that), so the header cannot
+/// drift from what ran. `backends` is how many servers the upstream has.
+pub fn described(proxy: &str, backends: usize) -> String {
+    let n = KEEPALIVE_REQUESTS;
+    match proxy {
+        "ringway" | crate::BASELINE => format!(
+            "{proxy}: `workers = 1`, `keepalive = {UPSTREAM_KEEPALIVE}`, \
+             `keepalive_requests = {n}` (listener and upstream), `access_log = \"off\"`"
+        ),
+        "nginx" => format!(
+            "nginx (tuned): `worker_processes 1;`, `worker_connections 4096;`, upstream \
+             `keepalive {UPSTREAM_KEEPALIVE};`, `proxy_http_version 1.1;`, \
+             `proxy_set_header Connection \"\";`, `proxy_buffers 32 8k;`, \
+             `proxy_max_temp_file_size 0;`, `keepalive_requests {n};` (client and upstream), \
+             `access_log off;`"
+        ),
+        "haproxy" => format!(
+            "haproxy: `nbthread 1`, `mode http`, `http-reuse always`, `pool-max-conn {}` per \
+             server, no logging",
+            UPSTREAM_KEEPALIVE / backends.max(1) as u32
+        ),
+        crate::HAPROXY_TCP => {
+            "haproxy-tcp (reference, not a peer): `nbthread 1`, `mode tcp`, `balance roundrobin`, \
+             no logging"
+                .into()
+        }
+        other => format!("{other}: ?"),
+    }
+}
+
+/// What the backends are, for the report's header; quoted fragments as in [`described`].
+pub fn backend_described(backend: &str) -> String {
+    if backend == "ringway" {
+        "backends: `ringway backend` on two ports".into()
+    } else {
+        format!(
+            "backends: two static nginx servers in one nginx with one worker, `sendfile on;`, \
+             `tcp_nopush on;`, `open_file_cache max=64 inactive=1h;`, \
+             `keepalive_requests {KEEPALIVE_REQUESTS};`, `access_log off;`"
+        )
+    }
+}
+
+/// The parts of an nginx config shared by the proxy and the backends; `tag` keeps
 /// their pid files, logs and temp paths apart.
 fn nginx_main(dir: &Path, tag: &str, http_body: &str) -> String {
     let d = dir.display();
@@ -130,10 +205,41 @@ pub const HAPROXY_DEFAULTS: &str = "defaults
 ";
 
 /// HAProxy: one thread, HTTP mode, keep-alive on both sides with `http-reuse always`, round
-/// robin, no `log` lines (so no logging). `maxconn` is set because HAProxy derives its file
+/// robin, no `log` lines (so no logging). `pool-max-conn` is per server, so the shared idle
+/// pool is split over the servers. `maxconn` is set because HAProxy derives its file
 /// descriptor need from it (about 2 per connection) and refuses to start when the nofile limit
-/// cannot be raised that far; 4096 is plenty for wrk's 50 connections.
+/// cannot be raised that far; 4096 is plenty for wrk's connections.
 pub fn haproxy(listen: SocketAddr, backends: &[SocketAddr]) -> String {
+    let pool = UPSTREAM_KEEPALIVE / backends.len().max(1) as u32;
+    haproxy_with(
+        HAPROXY_DEFAULTS,
+        listen,
+        &format!("    default-server pool-max-conn {pool}\n"),
+        backends,
+    )
+}
+
+/// HAProxy in `mode tcp`: a byte relay that parses no HTTP and keeps one server connection
+/// per client connection. Not a peer (it does less work than an HTTP proxy must); it is the
+/// reference line of issue 6, the floor an HTTP proxy's CPU per request is set against.
+pub fn haproxy_tcp(listen: SocketAddr, backends: &[SocketAddr]) -> String {
+    haproxy_with(HAPROXY_TCP_DEFAULTS, listen, "", backends)
+}
+
+/// The `defaults` of [`haproxy_tcp`]: [`HAPROXY_DEFAULTS`]' timeouts without the HTTP options.
+const HAPROXY_TCP_DEFAULTS: &str = "defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+";
+
+fn haproxy_with(
+    defaults: &str,
+    listen: SocketAddr,
+    server_defaults: &str,
+    backends: &[SocketAddr],
+) -> String {
     let servers: Vec<String> = backends
         .iter()
         .enumerate()
@@ -144,14 +250,14 @@ pub fn haproxy(listen: SocketAddr, backends: &[SocketAddr]) -> String {
     nbthread 1
     maxconn 4096
 
-{HAPROXY_DEFAULTS}
+{defaults}
 frontend bench
     bind {listen}
     default_backend backends
 
 backend backends
     balance roundrobin
-{servers}
+{server_defaults}{servers}
 "#,
         servers = servers.join("\n"),
     )

@@ -1,5 +1,6 @@
-//! End-to-end benchmark: ringway, nginx and HAProxy proxying the same two backends on
-//! 127.0.0.1, measured with wrk in interleaved rounds, reported as ratios.
+//! End-to-end benchmark: ringway, a tuned nginx and HAProxy proxying the same two static
+//! nginx backends on 127.0.0.1, measured with wrk in interleaved rounds, reported as ratios
+//! to the best of the peers and checked against issue 6's targets ([`targets`]).
 //!
 //! `cargo bench --bench e2e` runs it (see README "Benchmarks" for the knobs). Without
 //! `--bench` (as under `cargo test --benches`) it only runs its own self-checks.
@@ -7,7 +8,7 @@
 //! ([`reload`]).
 //!
 //! Layout of one run: each proxy is pinned to CPU 0 with one worker; wrk and the backends
-//! (`ringway backend`) share CPU 1. For every size, round r runs wrk against each proxy in an
+//! share CPU 1. For every size, round r runs wrk against each proxy in an
 //! order rotated by r, reading requests/s and latency from wrk and the proxy's CPU time from
 //! /proc. A second pass repeats it with each proxy's processes capped at half a core.
 
@@ -18,6 +19,7 @@ mod measure;
 mod procs;
 mod reload;
 mod report;
+mod targets;
 
 use procs::{Proc, check_interrupted};
 use report::{Cell, Sample};
@@ -27,7 +29,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 /// Every proxy the harness knows, in the order of round 0.
-const PROXIES: [&str; 4] = ["ringway", BASELINE, "nginx", "haproxy"];
+const PROXIES: [&str; 5] = ["ringway", BASELINE, "nginx", "haproxy", HAPROXY_TCP];
+
+/// HAProxy in `mode tcp`: measured as a reference line, never counted as a peer.
+pub const HAPROXY_TCP: &str = "haproxy-tcp";
+
+/// The program a proxy needs besides ringway's own binaries.
+fn tool_of(proxy: &str) -> Option<&'static str> {
+    match proxy {
+        "nginx" => Some("nginx"),
+        "haproxy" | HAPROXY_TCP => Some("haproxy"),
+        _ => None,
+    }
+}
 
 /// The older ringway binary named by RINGWAY_BENCH_BASELINE, run with ringway's config so
 /// that a change's cost on the hot path shows in the same run, interleaved with ringway.
@@ -68,7 +82,8 @@ struct Knobs {
     half_core: bool,
     /// RINGWAY_BENCH_CONNECTIONS: wrk's -c.
     connections: u32,
-    /// RINGWAY_BENCH_BACKEND: "ringway" (`ringway backend`) or "nginx" (a static stand-in).
+    /// RINGWAY_BENCH_BACKEND: "nginx" (static files, the default) or "ringway"
+    /// (`ringway backend`).
     backend: String,
     /// RINGWAY_BENCH_BASELINE: an older ringway binary, measured as [`BASELINE`].
     baseline: Option<PathBuf>,
@@ -96,14 +111,14 @@ impl Knobs {
                 baseline.is_some(),
             )?,
             half_core: var("RINGWAY_BENCH_HALF_CORE").is_none_or(|v| v.trim() != "0"),
-            connections: number("RINGWAY_BENCH_CONNECTIONS", 50)?.clamp(1, 10_000) as u32,
-            backend: var("RINGWAY_BENCH_BACKEND").unwrap_or("ringway".into()),
+            connections: number("RINGWAY_BENCH_CONNECTIONS", 64)?.clamp(1, 10_000) as u32,
+            backend: var("RINGWAY_BENCH_BACKEND").unwrap_or("nginx".into()),
             baseline,
             warmup_secs: number("RINGWAY_BENCH_WARMUP_SECS", 1)?.max(1),
         };
         if !["ringway", "nginx"].contains(&knobs.backend.as_str()) {
             return Err(format!(
-                "RINGWAY_BENCH_BACKEND={}: ringway or nginx",
+                "RINGWAY_BENCH_BACKEND={}: nginx or ringway",
                 knobs.backend
             ));
         }
@@ -155,7 +170,8 @@ fn parse_proxies(text: &str, has_baseline: bool) -> Result<Vec<&'static str>, St
         .collect();
     if let Some(bad) = wanted.iter().find(|w| !PROXIES.contains(&w.as_str())) {
         return Err(format!(
-            "RINGWAY_BENCH_PROXIES: unknown proxy {bad:?} (ringway, {BASELINE}, nginx, haproxy)"
+            "RINGWAY_BENCH_PROXIES: unknown proxy {bad:?} (ringway, {BASELINE}, nginx, haproxy, \
+             {HAPROXY_TCP})"
         ));
     }
     if !has_baseline && wanted.iter().any(|w| w == BASELINE) {
@@ -273,9 +289,16 @@ fn run() -> Result<(), String> {
             &env.knobs.sizes,
         ));
     }
+    let mut half = None;
     if env.knobs.half_core {
+        let (section, cells) = half_core_pass(&env, &mut proxies, &names)?;
         text.push('\n');
-        text.push_str(&half_core_pass(&env, &mut proxies, &names)?);
+        text.push_str(&section);
+        half = cells;
+    }
+    if names.contains(&"ringway") {
+        text.push('\n');
+        text.push_str(&targets::verdicts(&full, half.as_deref(), &env.knobs.sizes));
     }
     notes.push(measure::load_note(load_before, measure::load_average()));
     let text = header(&env, &notes) + &text;
@@ -288,18 +311,25 @@ fn run() -> Result<(), String> {
 /// Tools (installed if missing), CPUs, and the checks that make a run pointless if they fail.
 fn prepare(knobs: Knobs, dir: &Path) -> Result<Env, String> {
     let mut wanted = vec!["wrk", "taskset"];
-    wanted.extend(knobs.proxies.iter().filter(|p| !p.starts_with("ringway")));
-    if knobs.backend == "nginx" {
-        wanted.push("nginx");
+    let backend_tool = (knobs.backend == "nginx").then_some("nginx");
+    for tool in knobs
+        .proxies
+        .iter()
+        .filter_map(|p| tool_of(p))
+        .chain(backend_tool)
+    {
+        if !wanted.contains(&tool) {
+            wanted.push(tool);
+        }
     }
     let tools = procs::ensure_tools(&wanted, dir);
     let have = |n: &str| tools.iter().any(|(t, _)| t == n);
     let mut skipped = Vec::new();
     for missing in wanted.iter().filter(|n| !have(n)) {
         eprintln!("e2e: {missing} is not installed and could not be installed");
-        if knobs.proxies.contains(missing) {
+        for proxy in knobs.proxies.iter().filter(|p| tool_of(p) == Some(missing)) {
             skipped.push(format!(
-                "{missing} skipped: not installed, apt-get could not install it"
+                "{proxy} skipped: {missing} not installed, apt-get could not install it"
             ));
         }
     }
@@ -322,9 +352,7 @@ fn prepare(knobs: Knobs, dir: &Path) -> Result<Env, String> {
             .map_err(|e| format!("RINGWAY_BENCH_BASELINE={}: {e}", old.display()))?;
         knobs.baseline = Some(full);
     }
-    knobs
-        .proxies
-        .retain(|p| p.starts_with("ringway") || have(p));
+    knobs.proxies.retain(|p| tool_of(p).is_none_or(have));
     Ok(Env {
         knobs,
         dir: dir.to_path_buf(),
@@ -375,7 +403,7 @@ fn start_backend(env: &Env, backends: &[SocketAddr; 2]) -> Result<Proc, String> 
     };
     for b in backends {
         proc.wait_listening(*b, Duration::from_secs(10))
-            .map_err(|e| format!("{e} (RINGWAY_BENCH_BACKEND=nginx uses a stand-in)"))?;
+            .map_err(|e| format!("{e} (RINGWAY_BENCH_BACKEND={})", env.knobs.backend))?;
         expect_sizes(*b, &env.knobs.sizes).map_err(|e| format!("backend {b}: {e}"))?;
     }
     Ok(proc)
@@ -444,8 +472,13 @@ fn start_proxy(
             let nginx = env.tool("nginx").ok_or("nginx not installed")?;
             (nginx.to_path_buf(), nginx_args(&env.dir, &conf, "nginx"))
         }
-        _ => {
-            let conf = write_file(&env.dir, "haproxy.cfg", &configs::haproxy(listen, backends))?;
+        "haproxy" | HAPROXY_TCP => {
+            let text = if name == HAPROXY_TCP {
+                configs::haproxy_tcp(listen, backends)
+            } else {
+                configs::haproxy(listen, backends)
+            };
+            let conf = write_file(&env.dir, &format!("{name}.cfg"), &text)?;
             let haproxy = env.tool("haproxy").ok_or("haproxy not installed")?;
             // -db: stay in the foreground, no daemon.
             (
@@ -453,6 +486,7 @@ fn start_proxy(
                 vec!["-f".into(), conf.display().to_string(), "-db".into()],
             )
         }
+        other => return Err(format!("no configuration for proxy {other}")),
     };
     let mut proc = Proc::spawn(name, env.cpus.proxy, &program, &args, &log)?;
     proc.wait_listening(listen, Duration::from_secs(10))?;
@@ -567,12 +601,16 @@ fn wrk_run(
     })
 }
 
-/// The second pass with each proxy in a cgroup capped at half a core; the section's text,
-/// or a note saying why it could not run.
-fn half_core_pass(env: &Env, proxies: &mut [Running], names: &[&str]) -> Result<String, String> {
+/// The second pass with each proxy in a cgroup capped at half a core: the section's text
+/// and its cells, or a note saying why it could not run and no cells.
+fn half_core_pass(
+    env: &Env,
+    proxies: &mut [Running],
+    names: &[&str],
+) -> Result<(String, Option<Vec<Cell>>), String> {
     let unavailable = |why: String| {
         eprintln!("e2e: half-core pass unavailable: {why}");
-        Ok(format!("### Half a core\n\nUnavailable: {why}\n"))
+        Ok((format!("### Half a core\n\nUnavailable: {why}\n"), None))
     };
     let hierarchy = match cgroup::Hierarchy::detect() {
         Ok(h) => h,
@@ -590,7 +628,8 @@ fn half_core_pass(env: &Env, proxies: &mut [Running], names: &[&str]) -> Result<
     let cells = run_pass(env, proxies)?;
     drop(limits);
     let title = format!("Half a core ({})", hierarchy.describe());
-    Ok(report::table(&title, &cells, &env.knobs.sizes, names))
+    let section = report::table(&title, &cells, &env.knobs.sizes, names);
+    Ok((section, Some(cells)))
 }
 
 /// What was measured, with what, under which conditions.
@@ -600,8 +639,8 @@ fn header(env: &Env, notes: &[String]) -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     text.push_str(&format!(
         "- machine: {} CPUs, Linux {}\n- wrk -t1 -c{} -d{}s --latency, {} rounds (median shown), \
-         order rotated each round, after a {} s warm-up run per proxy\n- proxies on CPU {}, wrk and backends on CPU {}; one worker \
-         each; upstream keep-alive {}; backend: {}\n",
+         order rotated each round, after a {} s warm-up run per proxy\n- proxies on CPU {}, wrk \
+         and backends on CPU {}; one worker each, round robin over two backends\n",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1),
@@ -612,13 +651,11 @@ fn header(env: &Env, notes: &[String]) -> String {
         k.warmup_secs,
         env.cpus.proxy,
         env.cpus.load,
-        configs::UPSTREAM_KEEPALIVE,
-        if k.backend == "ringway" {
-            "`ringway backend`"
-        } else {
-            "nginx stand-in"
-        },
     ));
+    for proxy in &k.proxies {
+        text.push_str(&format!("- {}\n", configs::described(proxy, 2)));
+    }
+    text.push_str(&format!("- {}\n", configs::backend_described(&k.backend)));
     for (tool, arg) in [("nginx", "-v"), ("haproxy", "-v"), ("wrk", "-v")] {
         if let Some(path) = env.tool(tool) {
             text.push_str(&format!("- {}\n", version(env, path, arg)));
@@ -635,7 +672,11 @@ fn header(env: &Env, notes: &[String]) -> String {
     for note in notes {
         text.push_str(&format!("- {note}\n"));
     }
-    text.push_str("- ratio columns: this proxy's figure divided by nginx's / HAProxy's\n\n");
+    text.push_str(
+        "- ratio columns: this proxy's figure divided by the best peer's (the better of tuned \
+         nginx and HAProxy at that size: lowest CPU µs/req, highest req/s, lowest p99), and its \
+         CPU µs/req divided by nginx's and by HAProxy's\n\n",
+    );
     text
 }
 

@@ -1,7 +1,9 @@
-//! The markdown tables: medians over rounds per (proxy, size), with ratios to nginx and
-//! HAProxy, and the results file under benches/results/.
+//! The markdown tables: medians over rounds per (proxy, size), with ratios to the best peer
+//! ([`crate::targets`]) and to nginx and HAProxy each, and the results file under
+//! benches/results/.
 
 use crate::measure::{WrkReport, median};
+use crate::targets::{self, best_peer};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -26,16 +28,17 @@ pub struct Cell {
 }
 
 /// Medians of a [`Cell`]'s samples.
-struct Summary {
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
-    cpu: f64,
-    errors: u64,
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub cpu: f64,
+    pub errors: u64,
 }
 
 impl Cell {
-    fn summary(&self) -> Option<Summary> {
+    pub fn summary(&self) -> Option<Summary> {
         if self.samples.is_empty() {
             return None;
         }
@@ -50,57 +53,95 @@ impl Cell {
     }
 }
 
-/// One pass's table: a row per proxy and size, in the order of `sizes` then `proxies`.
+/// One pass's table: a row per proxy and size, in the order of `sizes` then `proxies`, then
+/// which peer was best per size and metric.
 pub fn table(title: &str, cells: &[Cell], sizes: &[u64], proxies: &[&str]) -> String {
     let mut out = format!("### {title}\n\n");
     out.push_str(
         "| proxy | size | req/s | p50 | p99 | CPU µs/req | errors \
-         | req/s ÷ nginx | req/s ÷ HAProxy | CPU ÷ nginx | CPU ÷ HAProxy |\n",
+         | CPU ÷ best peer | req/s ÷ best peer | p99 ÷ best peer | CPU ÷ nginx | CPU ÷ HAProxy |\n",
     );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let find = |proxy: &str, size: u64| {
         cells
             .iter()
             .find(|c| c.proxy == proxy && c.size == size)
             .and_then(Cell::summary)
     };
+    let mut best_lines = Vec::new();
     for &size in sizes {
+        let best = best_peer(cells, size);
         let nginx = find("nginx", size);
         let haproxy = find("haproxy", size);
         for &proxy in proxies {
             let Some(cell) = cells.iter().find(|c| c.proxy == proxy && c.size == size) else {
                 continue;
             };
+            let shown = proxy_label(proxy);
             let Some(s) = cell.summary() else {
                 let why = cell.failure.as_deref().unwrap_or("no runs");
                 let _ = writeln!(
                     out,
-                    "| {proxy} | {} | failed: {why} ||||||||||",
+                    "| {shown} | {} | failed: {why} ||||||||||",
                     size_name(size)
                 );
                 continue;
             };
-            let ratio = |reference: &Option<Summary>, f: fn(&Summary) -> f64| match reference {
-                Some(r) if f(r) > 0.0 => format!("{:.2}", f(&s) / f(r)),
-                _ => "–".to_string(),
+            let show = |r: Option<f64>| r.map_or("–".to_string(), |r| format!("{r:.2}"));
+            let to = |reference: &Option<Summary>| {
+                reference
+                    .as_ref()
+                    .filter(|r| r.cpu > 0.0)
+                    .map(|r| s.cpu / r.cpu)
             };
             let _ = writeln!(
                 out,
-                "| {proxy} | {} | {:.0} | {} | {} | {:.1} | {} | {} | {} | {} | {} |",
+                "| {shown} | {} | {:.0} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |",
                 size_name(size),
                 s.rps,
                 latency(s.p50_us),
                 latency(s.p99_us),
                 s.cpu,
                 s.errors,
-                ratio(&nginx, |x| x.rps),
-                ratio(&haproxy, |x| x.rps),
-                ratio(&nginx, |x| x.cpu),
-                ratio(&haproxy, |x| x.cpu),
+                show(targets::ratio(s.cpu, best.as_ref().map(|b| &b.cpu))),
+                show(targets::ratio(s.rps, best.as_ref().map(|b| &b.rps))),
+                show(targets::ratio(s.p99_us, best.as_ref().map(|b| &b.p99))),
+                show(to(&nginx)),
+                show(to(&haproxy)),
             );
         }
+        if let Some(b) = best {
+            best_lines.push(format!(
+                "{}: CPU {} ({:.1} µs/req), req/s {} ({:.0}), p99 {} ({})",
+                size_name(size),
+                b.cpu.proxy,
+                b.cpu.value,
+                b.rps.proxy,
+                b.rps.value,
+                b.p99.proxy,
+                latency(b.p99.value),
+            ));
+        }
+    }
+    if !best_lines.is_empty() {
+        let _ = write!(out, "\nBest peer per size: {}.\n", best_lines.join("; "));
+    }
+    if proxies.contains(&crate::HAPROXY_TCP) {
+        out.push_str(
+            "\nhaproxy-tcp is HAProxy in `mode tcp`, relaying bytes without any HTTP work: a \
+             reference line, never a peer.\n",
+        );
     }
     out
+}
+
+/// The proxy column: the TCP relay is marked where it stands, not only in a footnote.
+fn proxy_label(proxy: &str) -> String {
+    if proxy == crate::HAPROXY_TCP {
+        format!("{proxy} (reference)")
+    } else {
+        proxy.to_string()
+    }
 }
 
 /// ringway against the older binary run as `ringway-before`, per size: each one's CPU per

@@ -226,7 +226,7 @@ pub fn await_variant(
 }
 
 /// One `GET /` on a new connection; the backend's port from the `X-Backend` header that
-/// `ringway backend` sets on every answer.
+/// `ringway backend` and the static nginx backends set on every answer.
 fn backend_port(listen: SocketAddr) -> Result<u16, String> {
     let timeout = Duration::from_secs(5);
     let mut s = TcpStream::connect_timeout(&listen, timeout).map_err(|e| e.to_string())?;

@@ -47,8 +47,11 @@ struct Subject {
 
 pub fn run() -> Result<(), String> {
     let mut knobs = Knobs::from_env()?;
-    // The baseline binary is for the throughput mode's before/after; here it is not run.
-    knobs.proxies.retain(|p| *p != crate::BASELINE);
+    // The baseline binary is for the throughput mode's before/after, and HAProxy in tcp mode
+    // has no HTTP to reload weights for; neither is run here.
+    knobs
+        .proxies
+        .retain(|p| *p != crate::BASELINE && *p != crate::HAPROXY_TCP);
     let interval = interval_from_env()?;
     let scratch = TempDir::create()?;
     let env = crate::prepare(knobs, &scratch.0)?;
