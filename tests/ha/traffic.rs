@@ -174,7 +174,8 @@ pub struct Sample {
 /// Clients in one namespace against `targets` (round robin over them): one new connection
 /// per request at `rate_new` per second, `keepalive` keep-alive connections sending
 /// `rate_keep` per second between them (reconnecting when told `Connection: close` or on an
-/// error), and one SSE client that opens the next stream when one ends.
+/// error), and (with `sse`) one SSE client per target that opens the next stream when one
+/// ends.
 pub struct Clients {
     pub start: Instant,
     samples: Arc<Mutex<Vec<Sample>>>,
@@ -182,7 +183,13 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn start(ns: &str, targets: &[SocketAddr], rate_new: u32, rate_keep: u32) -> Clients {
+    pub fn start(
+        ns: &str,
+        targets: &[SocketAddr],
+        rate_new: u32,
+        rate_keep: u32,
+        sse: bool,
+    ) -> Clients {
         const KEEPALIVE_CONNS: u32 = 4;
         let start = Instant::now();
         let samples = Arc::new(Mutex::new(Vec::new()));
@@ -230,7 +237,7 @@ impl Clients {
                 }
             });
         }
-        for (i, &target) in targets.iter().enumerate() {
+        for (i, &target) in targets.iter().enumerate().filter(|_| sse) {
             let samples = samples.clone();
             threads.spawn(ns, move |stop| {
                 std::thread::sleep(SSE_EVERY * i as u32);
