@@ -69,22 +69,34 @@ fn remove_namespace(ns: &str) {
 /// Removes the namespaces (and with them links and processes) of earlier runs that died
 /// without cleaning up: those whose creating process no longer exists.
 pub fn sweep_crashed_runs() {
-    let me = std::process::id();
     for line in ip_output(&["netns", "list"]).lines() {
         let Some(name) = line.split_whitespace().next() else {
             continue;
         };
-        let Some(rest) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid != me && !Path::new(&format!("/proc/{pid}")).exists() {
+        if left_by_crashed_run(name) {
             eprintln!("ha: removing {name}, left by a run that crashed");
             remove_namespace(name);
         }
     }
+    let Ok(dirs) = fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        if left_by_crashed_run(&dir.file_name().to_string_lossy()) {
+            let _ = fs::remove_dir_all(dir.path());
+        }
+    }
+}
+
+/// Whether `name` is `rwha-<pid>-...` of a process that no longer exists.
+fn left_by_crashed_run(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix(PREFIX) else {
+        return false;
+    };
+    let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+        return false;
+    };
+    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// Moves the calling thread into network namespace `ns` (threads it spawns inherit it).

@@ -17,8 +17,8 @@
 //! Needs root, `ip`, `keepalived` and `/usr/bin/curl` (the examples' check scripts call it);
 //! without them every test says why and passes, except under RINGWAY_REQUIRE_TOOLS=1 (CI),
 //! where it fails. RINGWAY_HA_KEEP=1 keeps each lab's configs and logs (under the temp
-//! dir, `rwha-<pid>-<n>`); namespaces and processes are removed regardless. Scenarios run
-//! one at a time: a failover is timed, and the machine may be
+//! dir, `rwha-<pid>-<n>`, until the next run); namespaces and processes are removed
+//! regardless. Scenarios run one at a time: a failover is timed, and the machine may be
 //! small and busy.
 
 mod lab;
