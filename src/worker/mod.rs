@@ -133,10 +133,12 @@ impl Worker {
         local.clone()
     }
 
-    /// Whether a connection accepted on `bind` must close after its current request: the
-    /// worker drains, or a reload removed the listener.
+    /// Whether a connection accepted on `bind` must close after its current request: a
+    /// graceful stop has begun (already during `shutdown_delay`, so that keep-alive clients
+    /// reconnect and reach whichever node holds a moved virtual IP by then), or a reload
+    /// removed the listener.
     pub fn must_close(&self, bind: SocketAddr) -> bool {
-        self.draining.get() || {
+        self.draining.get() || crate::control::state::state().draining() || {
             let closing = self.closing.borrow();
             !closing.is_empty() && closing.contains(&bind)
         }

@@ -95,6 +95,34 @@ fn shutdown_delay_keeps_accepting_before_draining(driver: &str) {
 }
 both_drivers!(shutdown_delay_keeps_accepting_before_draining);
 
+/// Keep-alive clients must reconnect during the delay, not after it: behind a moving virtual
+/// IP (keepalived), only a new connection reaches the node that now holds the address.
+fn responses_during_shutdown_delay_say_connection_close(driver: &str) {
+    let a = Backend::named("a");
+    let mut p = Proxy::start_runtime(
+        driver,
+        "workers = 2\npin_workers = false\nshutdown_delay = \"2s\"",
+        &single(a.addr()),
+    );
+    let mut kept = Client::connect(p.addr);
+    let before = kept.request(GET);
+    assert!(!before.says_close(), "{}", before.head_text());
+    p.signal(libc::SIGQUIT);
+    // The control thread takes the signal asynchronously; 2 s of delay leave ample margin.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.is_running(), "left before shutdown_delay");
+    let during = kept.request(GET);
+    assert_eq!(during.status, 200);
+    assert!(during.says_close(), "{}", during.head_text());
+    assert!(kept.closed_within(Duration::from_secs(1)));
+    // A fresh connection is still served, and told to close too.
+    let fresh = Client::connect(p.addr).request(GET);
+    assert_eq!(fresh.status, 200);
+    assert!(fresh.says_close(), "{}", fresh.head_text());
+    exits_0_within(&mut p, Duration::from_secs(5));
+}
+both_drivers!(responses_during_shutdown_delay_say_connection_close);
+
 fn shutdown_timeout_ends_a_stream_that_runs_too_long(driver: &str) {
     let b = Backend::start(|_, c| {
         c.chunked_head(200, &[("Content-Type", "text/event-stream")]);
