@@ -6,8 +6,9 @@
 //! - a failure on a *reused* pooled connection before any response byte arrived is retried
 //!   once on a fresh connection to the same server, silently (the server had closed it);
 //! - otherwise a failed attempt is retried on another server when `next_upstream` names the
-//!   failure, tries and `next_upstream_timeout` are left, the body can be sent again, and the
-//!   method is idempotent (or `retry_non_idempotent`, or the connect itself failed);
+//!   failure, tries and `next_upstream_timeout` are left, the body can be sent again (every
+//!   byte read so far is in the replay copy), and the method is idempotent (or
+//!   `retry_non_idempotent`, or the connect itself failed);
 //! - never once any byte of a response has been sent to the client.
 
 use std::io;
@@ -340,7 +341,7 @@ async fn attempt(
     }
 }
 
-/// Writes the request head and body prefix, then streams the rest of the body.
+/// Writes the request head and the body's replay copy, then streams the rest of the body.
 async fn send_request(
     spec: &Listener,
     group: &Group,
@@ -352,23 +353,26 @@ async fn send_request(
     let mut out = std::mem::take(&mut conn.out);
     out.clear();
     request_head(&mut out, vars, spec, vars.upstream.unwrap_or(vars.peer));
-    let res = if body.prefix.len() < GATHER_FROM {
-        out.extend_from_slice(&body.prefix);
+    // The copy holds every body byte read so far: on a first attempt what came with the
+    // head (a small body goes in this one write), on a retry all the client sent until then.
+    let res = if body.copy.len() < GATHER_FROM {
+        out.extend_from_slice(&body.copy);
         let (res, out) = write_all(&mut up.stream, out, group.send_timeout).await;
         conn.out = out;
         res
     } else {
-        // A large kept body goes out behind the head without being copied after it.
-        let prefix = std::mem::take(&mut body.prefix);
-        let len = prefix.len();
-        let (res, out, prefix) =
-            write_gathered(&mut up.stream, out, prefix, 0..len, group.send_timeout).await;
+        // A large copy goes out behind the head without being copied after it.
+        let copy = std::mem::take(&mut body.copy);
+        let len = copy.len();
+        let (res, out, copy) =
+            write_gathered(&mut up.stream, out, copy, 0..len, group.send_timeout).await;
         conn.out = out;
-        if prefix.len() != len {
-            // The kept bytes went with a cancelled write: this body cannot be sent again.
-            body.streamed = true;
+        if copy.len() == len {
+            body.copy = copy;
+        } else {
+            // The copy went with a cancelled write: this body cannot be sent again.
+            body.give_up_copy();
         }
-        body.prefix = prefix;
         res
     };
     res.map_err(Failure::Io)?;

@@ -1,7 +1,7 @@
 //! One client connection: read a head, choose a server, stream both ways, repeat.
 //!
-//! [`serve`] is the connection loop; [`handle`] is one request: route → read the body up to
-//! the replay buffer → attempts on servers chosen by the group's balancer (see
+//! [`serve`] is the connection loop; [`handle`] is one request: route → take the body bytes
+//! that came with the head into the replay copy → attempts on servers chosen by the group's balancer (see
 //! [`crate::http::attempt`]) → the response streamed down → keep-alive or close.
 
 use std::net::SocketAddr;
@@ -246,10 +246,10 @@ async fn handle(
         head.host.as_ref().map(|h| &conn.head_buf[h.clone()]),
     );
     let mut head_buf = std::mem::take(&mut conn.head_buf);
-    let mut body = RequestBodyState::new(head.body);
+    let mut body = RequestBodyState::new(head.body, spec.client_body_buffer_size);
     let early = prepare(conn, spec, &head, &mut body).await;
     let model = if early.is_ok() && spec.needs.model {
-        append_model(&mut head_buf, &body.prefix)
+        append_model(&mut head_buf, &body.copy)
     } else {
         None
     };
@@ -299,7 +299,8 @@ async fn handle(
 /// nginx's status for a request whose client went away before any response.
 const CLIENT_CLOSED: u16 = 499;
 
-/// Before any server: the body size limit, `100 Continue`, and the body read for replay.
+/// Before any server: the body size limit, `100 Continue`, and the body bytes at hand
+/// taken into the replay copy.
 /// `Err(Some(status))`: answer with it and close; `Err(None)`: the client is gone.
 async fn prepare(
     conn: &mut Downstream,
@@ -325,7 +326,9 @@ async fn prepare(
             return Err(None);
         }
     }
-    body.preread(&mut conn.stream, &mut conn.inbound, spec)
+    // `$request_model` is rendered into the request or the choice of server: only then is
+    // the body read (up to the copy's size) before a server is chosen; otherwise it streams.
+    body.preread(&mut conn.stream, &mut conn.inbound, spec, spec.needs.model)
         .await
         .map_err(|e| client_body_status(&e))
 }
@@ -359,8 +362,13 @@ async fn proxy(
             }
         }
         Outcome::Error { status, close } => {
-            // The request stream is intact only if the whole body was read.
-            let close = close || !body.complete || !keep_alive || worker.must_close(spec.bind);
+            // The request stream is intact only if the whole body was read, and nothing
+            // read past it was lost.
+            let close = close
+                || !body.complete
+                || body.input_lost
+                || !keep_alive
+                || worker.must_close(spec.bind);
             vars.status = status;
             vars.body_bytes_sent = send_error(conn, status, close, head_only).await;
             if close {
