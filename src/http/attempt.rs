@@ -2,14 +2,18 @@
 //! connection or dial, send the request, read the response head, then either retry on
 //! another server (nginx `proxy_next_upstream`) or stream the response to the client.
 //!
-//! The retry rules, in one place:
+//! The retry rules, in one place ([`Retry::verdict`]):
 //! - a failure on a *reused* pooled connection before any response byte arrived is retried
-//!   once on a fresh connection to the same server, silently (the server had closed it);
+//!   once on a fresh connection to the same server, silently (the server had closed it) —
+//!   for a non-idempotent request only when the failure came while sending (the server
+//!   cannot have acted on a request it did not get whole);
 //! - otherwise a failed attempt is retried on another server when `next_upstream` names the
-//!   failure, tries and `next_upstream_timeout` are left, the body can be sent again (every
-//!   byte read so far is in the replay copy), and the method is idempotent (or
-//!   `retry_non_idempotent`, or the connect itself failed);
+//!   failure, tries and `next_upstream_timeout` are left, and either the connect itself
+//!   failed (nothing was sent) or the method is idempotent (or `retry_non_idempotent`) and
+//!   the body can be sent again (every byte read so far is in the replay copy);
 //! - never once any byte of a response has been sent to the client.
+//!
+//! Every failed attempt is logged with the reason it was or was not retried.
 
 use std::io;
 use std::rc::Rc;
@@ -63,6 +67,18 @@ enum Failure {
     Client(Option<u16>),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "connect: {e}"),
+            Failure::Io(e) => write!(f, "{e}"),
+            Failure::InvalidHeader => f.write_str("invalid response head"),
+            Failure::Status(s) => write!(f, "answered {s}"),
+            Failure::Client(_) => f.write_str("client body failed"),
+        }
+    }
+}
+
 impl Failure {
     fn is_timeout(&self) -> bool {
         matches!(self, Failure::Connect(e) | Failure::Io(e) if e.kind() == io::ErrorKind::TimedOut)
@@ -82,7 +98,7 @@ impl Failure {
     /// 5xx/429 statuses named in `next_upstream`; never 403/404).
     fn blames_server(&self) -> bool {
         match self {
-            Failure::Status(s) => matches!(s, 500 | 502 | 503 | 504 | 429),
+            Failure::Status(s) => status_blames_server(*s),
             Failure::Client(_) => false,
             _ => true,
         }
@@ -101,6 +117,77 @@ impl Failure {
     }
 }
 
+/// Whether a response status that `next_upstream` lists counts against `max_fails`
+/// (nginx: a 403 or 404 moves the request on but never marks the server).
+fn status_blames_server(status: u16) -> bool {
+    !matches!(status, 403 | 404)
+}
+
+/// Why a failed attempt was not tried on another server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoRetry {
+    /// `next_upstream` does not name this failure (or is `off`).
+    NotListed,
+    /// `next_upstream_tries` attempts were made.
+    TriesExhausted,
+    /// `next_upstream_timeout` has passed since the request began.
+    TimeSpent,
+    /// POST, PATCH or LOCK reached the server, and `retry_non_idempotent` is off.
+    NonIdempotent,
+    /// Body bytes beyond the replay copy (`client_body_buffer_size`) reached the server.
+    BodyStreamed,
+}
+
+impl NoRetry {
+    fn why(self) -> &'static str {
+        match self {
+            NoRetry::NotListed => "next_upstream does not list it",
+            NoRetry::TriesExhausted => "tries exhausted (next_upstream_tries)",
+            NoRetry::TimeSpent => "next_upstream_timeout spent",
+            NoRetry::NonIdempotent => "non-idempotent request already sent",
+            NoRetry::BodyStreamed => "body larger than client_body_buffer_size already streamed",
+        }
+    }
+}
+
+/// What decides whether a failed attempt goes on to another server.
+struct Retry<'a> {
+    group: &'a Group,
+    /// Attempts left after the current one.
+    tries_left: u32,
+    /// `next_upstream_timeout` as a point in time.
+    deadline: Option<Instant>,
+    /// The method may be sent twice (or the configuration allows it anyway).
+    idempotent: bool,
+}
+
+impl Retry<'_> {
+    /// `Ok` when `failure` is tried on another server, else why not.
+    fn verdict(&self, failure: &Failure, body: &RequestBodyState) -> Result<(), NoRetry> {
+        if !failure.listed(self.group) {
+            return Err(NoRetry::NotListed);
+        }
+        if self.tries_left == 0 {
+            return Err(NoRetry::TriesExhausted);
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(NoRetry::TimeSpent);
+        }
+        // A failed connect sent nothing, so even a POST goes on (its copy is all that was
+        // read: the rest of the body is read only once a server is connected).
+        if matches!(failure, Failure::Connect(_)) {
+            return Ok(());
+        }
+        if !self.idempotent {
+            return Err(NoRetry::NonIdempotent);
+        }
+        if !body.replayable() {
+            return Err(NoRetry::BodyStreamed);
+        }
+        Ok(())
+    }
+}
+
 /// Runs the attempts for one request until a response is streamed or no retry is left.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -116,18 +203,23 @@ pub async fn run(
     let group = &local.snap.groups[group_id];
     let peers = &group.peers;
     let servers = peers.servers().len() as u32;
-    let mut tries_left = match group.next_upstream_tries {
-        0 => servers,
-        n => n.min(servers.max(1)),
+    let mut retry = Retry {
+        group,
+        tries_left: match group.next_upstream_tries {
+            0 => servers,
+            n => n.min(servers.max(1)),
+        },
+        deadline: (!group.next_upstream_timeout.is_zero())
+            .then(|| vars.started + group.next_upstream_timeout),
+        idempotent: vars.head.is_idempotent(vars.buf)
+            || group.retry_non_idempotent
+            || group.next_upstream.non_idempotent,
     };
-    let deadline = (!group.next_upstream_timeout.is_zero())
-        .then(|| vars.started + group.next_upstream_timeout);
-    let idempotent = vars.head.is_idempotent(vars.buf)
-        || group.retry_non_idempotent
-        || group.next_upstream.non_idempotent;
     render_key(group, vars, &mut conn.key);
     let mut tried = Tried::default();
     let mut last: Option<Failure> = None;
+    // The server whose failure is being retried: counted once the retry really starts.
+    let mut retried_from: Option<usize> = None;
     loop {
         let pick = {
             let key = match peers.policy() {
@@ -148,18 +240,23 @@ pub async fn run(
             }
             Pick::Unavailable => {
                 let status = last.as_ref().map_or(502, Failure::status);
+                if retried_from.is_some() {
+                    crate::warn!("{}: no other server to retry on: {status}", vars.peer);
+                }
                 return Outcome::Error {
                     status,
                     close: false,
                 };
             }
         };
+        if let Some(from) = retried_from.take() {
+            worker.stats.retry(group_id, group, from);
+        }
         tried.insert(idx);
-        tries_left = tries_left.saturating_sub(1);
-        let more = tries_left > 0 && deadline.is_none_or(|d| Instant::now() < d);
+        retry.tries_left = retry.tries_left.saturating_sub(1);
         let active = Active::begin(group, group_id, idx);
         let result = attempt(
-            worker, spec, group, &active, conn, vars, body, keep_alive, more,
+            worker, spec, group, &active, conn, vars, body, keep_alive, &retry,
         )
         .await;
         active.end();
@@ -172,7 +269,15 @@ pub async fn run(
         vars.current_try().end(failed);
         let failure = match result {
             Ok(outcome) => {
-                peers.succeeded(idx);
+                // A listed failure status that went to the client (no retry was left) still
+                // counts against the server, as every failure `next_upstream` names does.
+                let status = vars.current_try().status;
+                if group.next_upstream.on_status(status) && status_blames_server(status) {
+                    peers.failed(idx, now_ms());
+                    worker.stats.failure(group_id, group, idx);
+                } else {
+                    peers.succeeded(idx);
+                }
                 return outcome;
             }
             Err(f) => f,
@@ -188,21 +293,33 @@ pub async fn run(
             peers.failed(idx, now_ms());
             worker.stats.failure(group_id, group, idx);
         }
-        let addr = peers.servers()[idx].addr;
-        crate::warn!("{}: attempt on {addr} failed: {failure:?}", vars.peer);
-        // Tries and time are checked again now: the attempt itself may have used them up.
-        let retry = tries_left > 0
-            && deadline.is_none_or(|d| Instant::now() < d)
-            && failure.listed(group)
-            && (matches!(failure, Failure::Connect(_)) || (idempotent && body.replayable()));
-        if !retry {
-            let close = matches!(failure, Failure::Client(_));
+        if let Failure::Client(Some(status)) = failure {
+            // The client's body broke (too large, malformed, too slow): the server is not
+            // to blame and nothing is retried.
+            crate::info!("{}: request body failed: {status}", vars.peer);
             return Outcome::Error {
-                status: failure.status(),
-                close,
+                status,
+                close: true,
             };
         }
-        worker.stats.retry(group_id, group, idx);
+        let addr = peers.servers()[idx].addr;
+        let method = String::from_utf8_lossy(vars.head.method(vars.buf));
+        if let Err(no) = retry.verdict(&failure, body) {
+            crate::warn!(
+                "{}: {method} attempt on {addr} failed: {failure}; not retried: {}",
+                vars.peer,
+                no.why()
+            );
+            return Outcome::Error {
+                status: failure.status(),
+                close: false,
+            };
+        }
+        crate::warn!(
+            "{}: {method} attempt on {addr} failed: {failure}; retrying on another server",
+            vars.peer
+        );
+        retried_from = Some(idx);
         last = Some(failure);
     }
 }
@@ -284,7 +401,7 @@ async fn attempt(
     vars: &mut RequestVars<'_>,
     body: &mut RequestBodyState,
     keep_alive: bool,
-    may_retry: bool,
+    retry: &Retry<'_>,
 ) -> Result<Outcome, Failure> {
     let addr = group.peers.servers()[active.idx].addr;
     vars.begin_try(addr, spec.needs.upstream_times);
@@ -309,6 +426,7 @@ async fn attempt(
         vars.current_try().sending();
         match send_request(spec, group, &mut up, conn, vars, body).await {
             Ok(()) => {}
+            // The server closed the idle connection before it got the whole request.
             Err(Failure::Io(_)) if up.reused && body.replayable() => {
                 fresh_only = true;
                 continue;
@@ -317,7 +435,11 @@ async fn attempt(
         }
         let resp = match read_response_head(&mut up, conn, vars, group.read_timeout).await {
             Ok(resp) => resp,
-            Err(Failure::Io(_)) if up.reused && conn.up_in.is_empty() && body.replayable() => {
+            // Most likely the same race, found one step later; but the server may have read
+            // the request and acted on it, so only a request safe to repeat goes again.
+            Err(Failure::Io(_))
+                if up.reused && conn.up_in.is_empty() && retry.idempotent && body.replayable() =>
+            {
                 fresh_only = true;
                 continue;
             }
@@ -330,9 +452,20 @@ async fn attempt(
                 .stats
                 .first_byte(active.group_id, group, active.idx, waited);
         }
-        if may_retry && group.next_upstream.on_status(resp.status) && body.replayable() {
-            // Discarded unread: this connection's stream position is unknown, so it is dropped.
-            return Err(Failure::Status(resp.status));
+        if group.next_upstream.on_status(resp.status) {
+            let failure = Failure::Status(resp.status);
+            match retry.verdict(&failure, body) {
+                // Discarded unread: this connection's stream position is unknown, so it is
+                // dropped.
+                Ok(()) => return Err(failure),
+                // The client gets the server's own answer (nginx passes it on too).
+                Err(no) => crate::warn!(
+                    "{}: {addr} answered {}; not retried: {}",
+                    vars.peer,
+                    resp.status,
+                    no.why()
+                ),
+            }
         }
         return Ok(respond(
             worker, spec, group, active, up, conn, vars, resp, keep_alive,
