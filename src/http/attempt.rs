@@ -48,8 +48,11 @@ pub enum Outcome {
     /// The server switched protocols; relay with this idle timeout. The request stays
     /// counted on its server (least_conn, max_conns) until the `Held` is dropped.
     Upgraded(monoio::net::TcpStream, Duration, Held),
-    /// A response was cut, or the client went away: close.
+    /// The client went away, or could not take the response in time: close.
     Aborted,
+    /// The server's response was cut while the client reads its body until the connection
+    /// ends: reset the connection, so that the part it got cannot pass for the whole.
+    Cut,
 }
 
 /// Why one attempt failed before anything reached the client.
@@ -738,7 +741,25 @@ async fn respond(
             Outcome::Responded { keep_alive }
         }
         Err(CopyError::Upstream(e)) => {
-            crate::warn!("{}: response from {:?} cut: {e}", vars.peer, vars.upstream);
+            let addr = group.peers.servers()[active.idx].addr;
+            crate::warn!(
+                "{}: response from {addr} cut after {sent} body bytes: {e}; closing the client connection",
+                vars.peer
+            );
+            // With a length or chunks the client can tell a cut body from a whole one, and
+            // an orderly close keeps the bytes still on their way; a body that ends at the
+            // close cannot say so otherwise.
+            if down == DownFraming::Close {
+                Outcome::Cut
+            } else {
+                Outcome::Aborted
+            }
+        }
+        Err(CopyError::Client(e)) if e.kind() == io::ErrorKind::TimedOut => {
+            crate::info!(
+                "{}: client took no response bytes within send_timeout; closing",
+                vars.peer
+            );
             Outcome::Aborted
         }
         Err(CopyError::Client(_)) => Outcome::Aborted,

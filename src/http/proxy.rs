@@ -104,6 +104,10 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
         match after {
             After::KeepAlive => {}
             After::Close => return,
+            After::Reset => {
+                reset_on_close(&conn.stream);
+                return;
+            }
             After::Upgrade(upstream, idle, held) => {
                 relay(conn.stream, upstream, idle).await;
                 drop(held);
@@ -117,9 +121,35 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
 pub enum After {
     KeepAlive,
     Close,
+    /// Close with a reset (RST), not an orderly end of stream: the response was cut.
+    Reset,
     /// Switched protocols: relay bytes both ways with this idle timeout; the server counts
     /// the connection as active until the relay ends.
     Upgrade(TcpStream, Duration, Held),
+}
+
+/// Makes the close of `stream` a reset: a client reading a body until the connection ends
+/// (an HTTP/1.0 client, a close-delimited response) then sees an error, not an end.
+fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket fd this connection owns, with a pointer to a
+    // correctly sized `linger` on the stack for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        crate::debug!("SO_LINGER: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// Reads and parses the next request head and copies it into `conn.head_buf`. An idle
@@ -384,6 +414,7 @@ async fn proxy(
             }
             After::Close
         }
+        Outcome::Cut => After::Reset,
     }
 }
 
