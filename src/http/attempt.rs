@@ -272,59 +272,82 @@ pub async fn run(
         vars.current_try().end(failed);
         let failure = match result {
             Ok(outcome) => {
-                // A listed failure status that went to the client (no retry was left) still
-                // counts against the server, as every failure `next_upstream` names does.
-                let status = vars.current_try().status;
-                if group.next_upstream.on_status(status) && status_blames_server(status) {
-                    peers.failed(idx, now_ms());
-                    worker.stats.failure(group_id, group, idx);
-                } else {
-                    peers.succeeded(idx);
-                }
+                book_response(worker, group, group_id, idx, vars.current_try().status);
                 return outcome;
             }
             Err(f) => f,
         };
-        if matches!(failure, Failure::Client(None)) {
-            crate::info!(
-                "{}: client closed the connection before the response",
-                vars.peer
-            );
-            return Outcome::Aborted;
+        if let Err(outcome) = judge(worker, group, group_id, idx, &failure, &retry, body, vars) {
+            return outcome;
         }
-        if failure.blames_server() {
-            peers.failed(idx, now_ms());
-            worker.stats.failure(group_id, group, idx);
-        }
-        if let Failure::Client(Some(status)) = failure {
-            // The client's body broke (too large, malformed, too slow): the server is not
-            // to blame and nothing is retried.
-            crate::info!("{}: request body failed: {status}", vars.peer);
-            return Outcome::Error {
-                status,
-                close: true,
-            };
-        }
-        let addr = peers.servers()[idx].addr;
-        let method = String::from_utf8_lossy(vars.head.method(vars.buf));
-        if let Err(no) = retry.verdict(&failure, body) {
-            crate::warn!(
-                "{}: {method} attempt on {addr} failed: {failure}; not retried: {}",
-                vars.peer,
-                no.why()
-            );
-            return Outcome::Error {
-                status: failure.status(),
-                close: false,
-            };
-        }
-        crate::warn!(
-            "{}: {method} attempt on {addr} failed: {failure}; retrying on another server",
-            vars.peer
-        );
         retried_from = Some(idx);
         last = Some(failure);
     }
+}
+
+/// Books an attempt whose response went to the client. A status `next_upstream` lists
+/// that reached the client anyway (no retry was left) still counts against the server, as
+/// every failure it names does.
+fn book_response(worker: &Worker, group: &Group, group_id: GroupId, idx: usize, status: u16) {
+    if group.next_upstream.on_status(status) && status_blames_server(status) {
+        group.peers.failed(idx, now_ms());
+        worker.stats.failure(group_id, group, idx);
+    } else {
+        group.peers.succeeded(idx);
+    }
+}
+
+/// Books a failed attempt (passive health, metrics, one log line saying why it is or is
+/// not retried) and decides: `Ok` to try another server, or what the client gets.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    worker: &Worker,
+    group: &Group,
+    group_id: GroupId,
+    idx: usize,
+    failure: &Failure,
+    retry: &Retry<'_>,
+    body: &RequestBodyState,
+    vars: &RequestVars<'_>,
+) -> Result<(), Outcome> {
+    if matches!(failure, Failure::Client(None)) {
+        crate::info!(
+            "{}: client closed the connection before the response",
+            vars.peer
+        );
+        return Err(Outcome::Aborted);
+    }
+    if failure.blames_server() {
+        group.peers.failed(idx, now_ms());
+        worker.stats.failure(group_id, group, idx);
+    }
+    if let Failure::Client(Some(status)) = *failure {
+        // The client's body broke (too large, malformed, too slow): the server is not to
+        // blame and nothing is retried.
+        crate::info!("{}: request body failed: {status}", vars.peer);
+        return Err(Outcome::Error {
+            status,
+            close: true,
+        });
+    }
+    let addr = group.peers.servers()[idx].addr;
+    let method = String::from_utf8_lossy(vars.head.method(vars.buf));
+    if let Err(no) = retry.verdict(failure, body) {
+        crate::warn!(
+            "{}: {method} attempt on {addr} failed: {failure}; not retried: {}",
+            vars.peer,
+            no.why()
+        );
+        return Err(Outcome::Error {
+            status: failure.status(),
+            close: false,
+        });
+    }
+    crate::warn!(
+        "{}: {method} attempt on {addr} failed: {failure}; retrying on another server",
+        vars.peer
+    );
+    Ok(())
 }
 
 /// One request counted on a server (for `least_conn` and `max_conns`) from `begin` until
