@@ -807,3 +807,84 @@ fn framing(resp: &ResponseHead, client: Version) -> (UpFraming, DownFraming) {
         (ResponseBody::Eof, Version::Http10) => (UpFraming::Eof, DownFraming::Close),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::RequestBody;
+    use crate::snapshot::Snapshot;
+
+    fn group(upstream: &str) -> Snapshot {
+        let text = format!(
+            "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:1\"\nupstream = \"u\"\n\n\
+             [upstreams.u]\n{upstream}\nservers = [{{ addr = \"127.0.0.1:2\" }}, {{ addr = \"127.0.0.1:3\" }}]\n"
+        );
+        crate::config::load_str(&text, std::path::Path::new("t.toml"), 1).expect("config")
+    }
+
+    fn io(kind: io::ErrorKind) -> io::Error {
+        io::Error::new(kind, "test")
+    }
+
+    fn retry(group: &Group, idempotent: bool) -> Retry<'_> {
+        Retry {
+            group,
+            tries_left: 1,
+            deadline: None,
+            idempotent,
+        }
+    }
+
+    #[test]
+    fn a_connect_failure_goes_on_even_for_a_post_but_a_sent_post_does_not() {
+        let snap = group("");
+        let body = RequestBodyState::new(RequestBody::Length(0), 16);
+        let post = retry(&snap.groups[0], false);
+        let refused = Failure::Connect(io(io::ErrorKind::ConnectionRefused));
+        assert_eq!(post.verdict(&refused, &body), Ok(()));
+        let closed = Failure::Io(io(io::ErrorKind::UnexpectedEof));
+        assert_eq!(post.verdict(&closed, &body), Err(NoRetry::NonIdempotent));
+        assert_eq!(retry(&snap.groups[0], true).verdict(&closed, &body), Ok(()));
+    }
+
+    #[test]
+    fn the_verdict_follows_next_upstream_tries_time_and_the_copy() {
+        let snap = group("next_upstream = [\"error\"]");
+        let g = &snap.groups[0];
+        let mut body = RequestBodyState::new(RequestBody::Length(100), 0);
+        let timed_out = Failure::Io(io(io::ErrorKind::TimedOut));
+        let reset = Failure::Io(io(io::ErrorKind::ConnectionReset));
+        let get = retry(g, true);
+        assert_eq!(get.verdict(&timed_out, &body), Err(NoRetry::NotListed));
+        assert_eq!(
+            get.verdict(&Failure::Status(502), &body),
+            Err(NoRetry::NotListed)
+        );
+        assert_eq!(get.verdict(&reset, &body), Ok(()));
+        body.give_up_copy();
+        assert_eq!(get.verdict(&reset, &body), Err(NoRetry::BodyStreamed));
+        let body = RequestBodyState::new(RequestBody::None, 0);
+        let spent = Retry {
+            deadline: Some(Instant::now()),
+            ..retry(g, true)
+        };
+        assert_eq!(spent.verdict(&reset, &body), Err(NoRetry::TimeSpent));
+        let last = Retry {
+            tries_left: 0,
+            ..retry(g, true)
+        };
+        assert_eq!(last.verdict(&reset, &body), Err(NoRetry::TriesExhausted));
+    }
+
+    #[test]
+    fn only_403_and_404_never_count_against_max_fails() {
+        for status in [500, 502, 503, 504, 429] {
+            assert!(Failure::Status(status).blames_server(), "{status}");
+        }
+        for status in [403, 404] {
+            assert!(!Failure::Status(status).blames_server(), "{status}");
+        }
+        assert!(Failure::InvalidHeader.blames_server());
+        assert!(!Failure::Client(Some(413)).blames_server());
+    }
+}
