@@ -2,13 +2,18 @@
 //! connection or dial, send the request, read the response head, then either retry on
 //! another server (nginx `proxy_next_upstream`) or stream the response to the client.
 //!
-//! The retry rules, in one place:
+//! The retry rules, in one place ([`Retry::verdict`]):
 //! - a failure on a *reused* pooled connection before any response byte arrived is retried
-//!   once on a fresh connection to the same server, silently (the server had closed it);
+//!   once on a fresh connection to the same server, silently (the server had closed it) —
+//!   for a non-idempotent request only when the failure came while sending (the server
+//!   cannot have acted on a request it did not get whole);
 //! - otherwise a failed attempt is retried on another server when `next_upstream` names the
-//!   failure, tries and `next_upstream_timeout` are left, the body can be sent again, and the
-//!   method is idempotent (or `retry_non_idempotent`, or the connect itself failed);
+//!   failure, tries and `next_upstream_timeout` are left, and either the connect itself
+//!   failed (nothing was sent) or the method is idempotent (or `retry_non_idempotent`) and
+//!   the body can be sent again (every byte read so far is in the replay copy);
 //! - never once any byte of a response has been sent to the client.
+//!
+//! Every failed attempt is logged with the reason it was or was not retried.
 
 use std::io;
 use std::rc::Rc;
@@ -44,11 +49,14 @@ pub enum Outcome {
     /// The server switched protocols; relay with this idle timeout. The request stays
     /// counted on its server (least_conn, max_conns) until the `Held` is dropped.
     Upgraded(monoio::net::TcpStream, Duration, Held),
-    /// A response was cut, or the client went away: close.
+    /// The client went away, or could not take the response in time: close.
     Aborted,
     /// Every server is at `max_conns` and the queue (if any) is full or timed out: 503 with
     /// `Retry-After` in seconds.
     Refused { retry_after: u32 },
+    /// The server's response was cut while the client reads its body until the connection
+    /// ends: reset the connection, so that the part it got cannot pass for the whole.
+    Cut,
 }
 
 /// Why one attempt failed before anything reached the client.
@@ -64,6 +72,18 @@ enum Failure {
     Status(u16),
     /// The client failed while its body was being streamed: no retry, no server blame.
     Client(Option<u16>),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Connect(e) => write!(f, "connect: {e}"),
+            Failure::Io(e) => write!(f, "{e}"),
+            Failure::InvalidHeader => f.write_str("invalid response head"),
+            Failure::Status(s) => write!(f, "answered {s}"),
+            Failure::Client(_) => f.write_str("client body failed"),
+        }
+    }
 }
 
 impl Failure {
@@ -85,7 +105,7 @@ impl Failure {
     /// 5xx/429 statuses named in `next_upstream`; never 403/404).
     fn blames_server(&self) -> bool {
         match self {
-            Failure::Status(s) => matches!(s, 500 | 502 | 503 | 504 | 429),
+            Failure::Status(s) => status_blames_server(*s),
             Failure::Client(_) => false,
             _ => true,
         }
@@ -104,6 +124,77 @@ impl Failure {
     }
 }
 
+/// Whether a response status that `next_upstream` lists counts against `max_fails`
+/// (nginx: a 403 or 404 moves the request on but never marks the server).
+fn status_blames_server(status: u16) -> bool {
+    !matches!(status, 403 | 404)
+}
+
+/// Why a failed attempt was not tried on another server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NoRetry {
+    /// `next_upstream` does not name this failure (or is `off`).
+    NotListed,
+    /// `next_upstream_tries` attempts were made.
+    TriesExhausted,
+    /// `next_upstream_timeout` has passed since the request began.
+    TimeSpent,
+    /// POST, PATCH or LOCK reached the server, and `retry_non_idempotent` is off.
+    NonIdempotent,
+    /// Body bytes beyond the replay copy (`client_body_buffer_size`) reached the server.
+    BodyStreamed,
+}
+
+impl NoRetry {
+    fn why(self) -> &'static str {
+        match self {
+            NoRetry::NotListed => "next_upstream does not list it",
+            NoRetry::TriesExhausted => "tries exhausted (next_upstream_tries)",
+            NoRetry::TimeSpent => "next_upstream_timeout spent",
+            NoRetry::NonIdempotent => "non-idempotent request already sent",
+            NoRetry::BodyStreamed => "body larger than client_body_buffer_size already streamed",
+        }
+    }
+}
+
+/// What decides whether a failed attempt goes on to another server.
+struct Retry<'a> {
+    group: &'a Group,
+    /// Attempts left after the current one.
+    tries_left: u32,
+    /// `next_upstream_timeout` as a point in time.
+    deadline: Option<Instant>,
+    /// The method may be sent twice (or the configuration allows it anyway).
+    idempotent: bool,
+}
+
+impl Retry<'_> {
+    /// `Ok` when `failure` is tried on another server, else why not.
+    fn verdict(&self, failure: &Failure, body: &RequestBodyState) -> Result<(), NoRetry> {
+        if !failure.listed(self.group) {
+            return Err(NoRetry::NotListed);
+        }
+        if self.tries_left == 0 {
+            return Err(NoRetry::TriesExhausted);
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(NoRetry::TimeSpent);
+        }
+        // A failed connect sent nothing, so even a POST goes on (its copy is all that was
+        // read: the rest of the body is read only once a server is connected).
+        if matches!(failure, Failure::Connect(_)) {
+            return Ok(());
+        }
+        if !self.idempotent {
+            return Err(NoRetry::NonIdempotent);
+        }
+        if !body.replayable() {
+            return Err(NoRetry::BodyStreamed);
+        }
+        Ok(())
+    }
+}
+
 /// Runs the attempts for one request until a response is streamed or no retry is left.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
@@ -119,18 +210,23 @@ pub async fn run(
     let group = &local.snap.groups[group_id];
     let peers = &group.peers;
     let servers = peers.servers().len() as u32;
-    let mut tries_left = match group.next_upstream_tries {
-        0 => servers,
-        n => n.min(servers.max(1)),
+    let mut retry = Retry {
+        group,
+        tries_left: match group.next_upstream_tries {
+            0 => servers,
+            n => n.min(servers.max(1)),
+        },
+        deadline: (!group.next_upstream_timeout.is_zero())
+            .then(|| vars.started + group.next_upstream_timeout),
+        idempotent: vars.head.is_idempotent(vars.buf)
+            || group.retry_non_idempotent
+            || group.next_upstream.non_idempotent,
     };
-    let deadline = (!group.next_upstream_timeout.is_zero())
-        .then(|| vars.started + group.next_upstream_timeout);
-    let idempotent = vars.head.is_idempotent(vars.buf)
-        || group.retry_non_idempotent
-        || group.next_upstream.non_idempotent;
     render_key(group, vars, &mut conn.key);
     let mut tried = Tried::default();
     let mut last: Option<Failure> = None;
+    // The server whose failure is being retried: counted once the retry really starts.
+    let mut retried_from: Option<usize> = None;
     loop {
         let key = match peers.policy() {
             Policy::IpHash => PickKey::Ip(vars.peer.ip()),
@@ -165,18 +261,23 @@ pub async fn run(
             }
             Pick::Unavailable => {
                 let status = last.as_ref().map_or(502, Failure::status);
+                if retried_from.is_some() {
+                    crate::warn!("{}: no other server to retry on: {status}", vars.peer);
+                }
                 return Outcome::Error {
                     status,
                     close: false,
                 };
             }
         };
+        if let Some(from) = retried_from.take() {
+            worker.stats.retry(group_id, group, from);
+        }
         tried.insert(idx);
-        tries_left = tries_left.saturating_sub(1);
-        let more = tries_left > 0 && deadline.is_none_or(|d| Instant::now() < d);
+        retry.tries_left = retry.tries_left.saturating_sub(1);
         let active = Active::counted(group, group_id, idx);
         let result = attempt(
-            worker, spec, group, &active, conn, vars, body, keep_alive, more,
+            worker, spec, group, &active, conn, vars, body, keep_alive, &retry,
         )
         .await;
         active.end();
@@ -189,39 +290,82 @@ pub async fn run(
         vars.current_try().end(failed);
         let failure = match result {
             Ok(outcome) => {
-                peers.succeeded(idx);
+                book_response(worker, group, group_id, idx, vars.current_try().status);
                 return outcome;
             }
             Err(f) => f,
         };
-        if matches!(failure, Failure::Client(None)) {
-            crate::info!(
-                "{}: client closed the connection before the response",
-                vars.peer
-            );
-            return Outcome::Aborted;
+        if let Err(outcome) = judge(worker, group, group_id, idx, &failure, &retry, body, vars) {
+            return outcome;
         }
-        if failure.blames_server() {
-            peers.failed(idx, now_ms());
-            worker.stats.failure(group_id, group, idx);
-        }
-        let addr = peers.servers()[idx].addr;
-        crate::warn!("{}: attempt on {addr} failed: {failure:?}", vars.peer);
-        // Tries and time are checked again now: the attempt itself may have used them up.
-        let retry = tries_left > 0
-            && deadline.is_none_or(|d| Instant::now() < d)
-            && failure.listed(group)
-            && (matches!(failure, Failure::Connect(_)) || (idempotent && body.replayable()));
-        if !retry {
-            let close = matches!(failure, Failure::Client(_));
-            return Outcome::Error {
-                status: failure.status(),
-                close,
-            };
-        }
-        worker.stats.retry(group_id, group, idx);
+        retried_from = Some(idx);
         last = Some(failure);
     }
+}
+
+/// Books an attempt whose response went to the client. A status `next_upstream` lists
+/// that reached the client anyway (no retry was left) still counts against the server, as
+/// every failure it names does.
+fn book_response(worker: &Worker, group: &Group, group_id: GroupId, idx: usize, status: u16) {
+    if group.next_upstream.on_status(status) && status_blames_server(status) {
+        group.peers.failed(idx, now_ms());
+        worker.stats.failure(group_id, group, idx);
+    } else {
+        group.peers.succeeded(idx);
+    }
+}
+
+/// Books a failed attempt (passive health, metrics, one log line saying why it is or is
+/// not retried) and decides: `Ok` to try another server, or what the client gets.
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    worker: &Worker,
+    group: &Group,
+    group_id: GroupId,
+    idx: usize,
+    failure: &Failure,
+    retry: &Retry<'_>,
+    body: &RequestBodyState,
+    vars: &RequestVars<'_>,
+) -> Result<(), Outcome> {
+    if matches!(failure, Failure::Client(None)) {
+        crate::info!(
+            "{}: client closed the connection before the response",
+            vars.peer
+        );
+        return Err(Outcome::Aborted);
+    }
+    if failure.blames_server() {
+        group.peers.failed(idx, now_ms());
+        worker.stats.failure(group_id, group, idx);
+    }
+    if let Failure::Client(Some(status)) = *failure {
+        // The client's body broke (too large, malformed, too slow): the server is not to
+        // blame and nothing is retried.
+        crate::info!("{}: request body failed: {status}", vars.peer);
+        return Err(Outcome::Error {
+            status,
+            close: true,
+        });
+    }
+    let addr = group.peers.servers()[idx].addr;
+    let method = String::from_utf8_lossy(vars.head.method(vars.buf));
+    if let Err(no) = retry.verdict(failure, body) {
+        crate::warn!(
+            "{}: {method} attempt on {addr} failed: {failure}; not retried: {}",
+            vars.peer,
+            no.why()
+        );
+        return Err(Outcome::Error {
+            status: failure.status(),
+            close: false,
+        });
+    }
+    crate::warn!(
+        "{}: {method} attempt on {addr} failed: {failure}; retrying on another server",
+        vars.peer
+    );
+    Ok(())
 }
 
 /// One request counted on a server (for `least_conn` and `max_conns`) until `end` or drop,
@@ -301,7 +445,7 @@ async fn attempt(
     vars: &mut RequestVars<'_>,
     body: &mut RequestBodyState,
     keep_alive: bool,
-    may_retry: bool,
+    retry: &Retry<'_>,
 ) -> Result<Outcome, Failure> {
     let addr = group.peers.servers()[active.idx].addr;
     vars.begin_try(addr, spec.needs.upstream_times);
@@ -326,6 +470,7 @@ async fn attempt(
         vars.current_try().sending();
         match send_request(spec, group, &mut up, conn, vars, body).await {
             Ok(()) => {}
+            // The server closed the idle connection before it got the whole request.
             Err(Failure::Io(_)) if up.reused && body.replayable() => {
                 fresh_only = true;
                 continue;
@@ -334,7 +479,11 @@ async fn attempt(
         }
         let resp = match read_response_head(&mut up, conn, vars, group.read_timeout).await {
             Ok(resp) => resp,
-            Err(Failure::Io(_)) if up.reused && conn.up_in.is_empty() && body.replayable() => {
+            // Most likely the same race, found one step later; but the server may have read
+            // the request and acted on it, so only a request safe to repeat goes again.
+            Err(Failure::Io(_))
+                if up.reused && conn.up_in.is_empty() && retry.idempotent && body.replayable() =>
+            {
                 fresh_only = true;
                 continue;
             }
@@ -347,9 +496,20 @@ async fn attempt(
                 .stats
                 .first_byte(active.group_id, group, active.idx, waited);
         }
-        if may_retry && group.next_upstream.on_status(resp.status) && body.replayable() {
-            // Discarded unread: this connection's stream position is unknown, so it is dropped.
-            return Err(Failure::Status(resp.status));
+        if group.next_upstream.on_status(resp.status) {
+            let failure = Failure::Status(resp.status);
+            match retry.verdict(&failure, body) {
+                // Discarded unread: this connection's stream position is unknown, so it is
+                // dropped.
+                Ok(()) => return Err(failure),
+                // The client gets the server's own answer (nginx passes it on too).
+                Err(no) => crate::warn!(
+                    "{}: {addr} answered {}; not retried: {}",
+                    vars.peer,
+                    resp.status,
+                    no.why()
+                ),
+            }
         }
         return Ok(respond(
             worker, spec, group, active, up, conn, vars, resp, keep_alive,
@@ -358,7 +518,7 @@ async fn attempt(
     }
 }
 
-/// Writes the request head and body prefix, then streams the rest of the body.
+/// Writes the request head and the body's replay copy, then streams the rest of the body.
 async fn send_request(
     spec: &Listener,
     group: &Group,
@@ -370,23 +530,26 @@ async fn send_request(
     let mut out = std::mem::take(&mut conn.out);
     out.clear();
     request_head(&mut out, vars, spec, vars.upstream.unwrap_or(vars.peer));
-    let res = if body.prefix.len() < GATHER_FROM {
-        out.extend_from_slice(&body.prefix);
+    // The copy holds every body byte read so far: on a first attempt what came with the
+    // head (a small body goes in this one write), on a retry all the client sent until then.
+    let res = if body.copy.len() < GATHER_FROM {
+        out.extend_from_slice(&body.copy);
         let (res, out) = write_all(&mut up.stream, out, group.send_timeout).await;
         conn.out = out;
         res
     } else {
-        // A large kept body goes out behind the head without being copied after it.
-        let prefix = std::mem::take(&mut body.prefix);
-        let len = prefix.len();
-        let (res, out, prefix) =
-            write_gathered(&mut up.stream, out, prefix, 0..len, group.send_timeout).await;
+        // A large copy goes out behind the head without being copied after it.
+        let copy = std::mem::take(&mut body.copy);
+        let len = copy.len();
+        let (res, out, copy) =
+            write_gathered(&mut up.stream, out, copy, 0..len, group.send_timeout).await;
         conn.out = out;
-        if prefix.len() != len {
-            // The kept bytes went with a cancelled write: this body cannot be sent again.
-            body.streamed = true;
+        if copy.len() == len {
+            body.copy = copy;
+        } else {
+            // The copy went with a cancelled write: this body cannot be sent again.
+            body.give_up_copy();
         }
-        body.prefix = prefix;
         res
     };
     res.map_err(Failure::Io)?;
@@ -619,7 +782,25 @@ async fn respond(
             Outcome::Responded { keep_alive }
         }
         Err(CopyError::Upstream(e)) => {
-            crate::warn!("{}: response from {:?} cut: {e}", vars.peer, vars.upstream);
+            let addr = group.peers.servers()[active.idx].addr;
+            crate::warn!(
+                "{}: response from {addr} cut after {sent} body bytes: {e}; closing the client connection",
+                vars.peer
+            );
+            // With a length or chunks the client can tell a cut body from a whole one, and
+            // an orderly close keeps the bytes still on their way; a body that ends at the
+            // close cannot say so otherwise.
+            if down == DownFraming::Close {
+                Outcome::Cut
+            } else {
+                Outcome::Aborted
+            }
+        }
+        Err(CopyError::Client(e)) if e.kind() == io::ErrorKind::TimedOut => {
+            crate::info!(
+                "{}: client took no response bytes within send_timeout; closing",
+                vars.peer
+            );
             Outcome::Aborted
         }
         Err(CopyError::Client(_)) => Outcome::Aborted,
@@ -642,5 +823,86 @@ fn framing(resp: &ResponseHead, client: Version) -> (UpFraming, DownFraming) {
         ),
         (ResponseBody::Eof, Version::Http11) => (UpFraming::Eof, DownFraming::Chunked),
         (ResponseBody::Eof, Version::Http10) => (UpFraming::Eof, DownFraming::Close),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::RequestBody;
+    use crate::snapshot::Snapshot;
+
+    fn group(upstream: &str) -> Snapshot {
+        let text = format!(
+            "[[listener]]\nname = \"l\"\nbind = \"127.0.0.1:1\"\nupstream = \"u\"\n\n\
+             [upstreams.u]\n{upstream}\nservers = [{{ addr = \"127.0.0.1:2\" }}, {{ addr = \"127.0.0.1:3\" }}]\n"
+        );
+        crate::config::load_str(&text, std::path::Path::new("t.toml"), 1).expect("config")
+    }
+
+    fn io(kind: io::ErrorKind) -> io::Error {
+        io::Error::new(kind, "test")
+    }
+
+    fn retry(group: &Group, idempotent: bool) -> Retry<'_> {
+        Retry {
+            group,
+            tries_left: 1,
+            deadline: None,
+            idempotent,
+        }
+    }
+
+    #[test]
+    fn a_connect_failure_goes_on_even_for_a_post_but_a_sent_post_does_not() {
+        let snap = group("");
+        let body = RequestBodyState::new(RequestBody::Length(0), 16);
+        let post = retry(&snap.groups[0], false);
+        let refused = Failure::Connect(io(io::ErrorKind::ConnectionRefused));
+        assert_eq!(post.verdict(&refused, &body), Ok(()));
+        let closed = Failure::Io(io(io::ErrorKind::UnexpectedEof));
+        assert_eq!(post.verdict(&closed, &body), Err(NoRetry::NonIdempotent));
+        assert_eq!(retry(&snap.groups[0], true).verdict(&closed, &body), Ok(()));
+    }
+
+    #[test]
+    fn the_verdict_follows_next_upstream_tries_time_and_the_copy() {
+        let snap = group("next_upstream = [\"error\"]");
+        let g = &snap.groups[0];
+        let mut body = RequestBodyState::new(RequestBody::Length(100), 0);
+        let timed_out = Failure::Io(io(io::ErrorKind::TimedOut));
+        let reset = Failure::Io(io(io::ErrorKind::ConnectionReset));
+        let get = retry(g, true);
+        assert_eq!(get.verdict(&timed_out, &body), Err(NoRetry::NotListed));
+        assert_eq!(
+            get.verdict(&Failure::Status(502), &body),
+            Err(NoRetry::NotListed)
+        );
+        assert_eq!(get.verdict(&reset, &body), Ok(()));
+        body.give_up_copy();
+        assert_eq!(get.verdict(&reset, &body), Err(NoRetry::BodyStreamed));
+        let body = RequestBodyState::new(RequestBody::None, 0);
+        let spent = Retry {
+            deadline: Some(Instant::now()),
+            ..retry(g, true)
+        };
+        assert_eq!(spent.verdict(&reset, &body), Err(NoRetry::TimeSpent));
+        let last = Retry {
+            tries_left: 0,
+            ..retry(g, true)
+        };
+        assert_eq!(last.verdict(&reset, &body), Err(NoRetry::TriesExhausted));
+    }
+
+    #[test]
+    fn only_403_and_404_never_count_against_max_fails() {
+        for status in [500, 502, 503, 504, 429] {
+            assert!(Failure::Status(status).blames_server(), "{status}");
+        }
+        for status in [403, 404] {
+            assert!(!Failure::Status(status).blames_server(), "{status}");
+        }
+        assert!(Failure::InvalidHeader.blames_server());
+        assert!(!Failure::Client(Some(413)).blames_server());
     }
 }

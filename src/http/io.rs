@@ -158,6 +158,15 @@ impl Inbound {
         (result, head)
     }
 
+    /// An inbound holding `bytes` as if they had been read (for tests of its users).
+    #[cfg(test)]
+    pub fn holding(bytes: &[u8]) -> Inbound {
+        Inbound {
+            buf: bytes.to_vec(),
+            pos: 0,
+        }
+    }
+
     /// Drops everything (used when the stream this buffer belongs to is abandoned).
     pub fn reset(&mut self) {
         self.buf.clear();

@@ -1,7 +1,7 @@
 //! One client connection: read a head, choose a server, stream both ways, repeat.
 //!
-//! [`serve`] is the connection loop; [`handle`] is one request: route → read the body up to
-//! the replay buffer → attempts on servers chosen by the group's balancer (see
+//! [`serve`] is the connection loop; [`handle`] is one request: route → take the body bytes
+//! that came with the head into the replay copy → attempts on servers chosen by the group's balancer (see
 //! [`crate::http::attempt`]) → the response streamed down → keep-alive or close.
 
 use std::net::SocketAddr;
@@ -101,6 +101,10 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
         match after {
             After::KeepAlive => {}
             After::Close => return,
+            After::Reset => {
+                reset_on_close(&conn.stream);
+                return;
+            }
             After::Upgrade(upstream, idle, held) => {
                 relay(conn.stream, upstream, idle).await;
                 drop(held);
@@ -114,9 +118,35 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
 pub enum After {
     KeepAlive,
     Close,
+    /// Close with a reset (RST), not an orderly end of stream: the response was cut.
+    Reset,
     /// Switched protocols: relay bytes both ways with this idle timeout; the server counts
     /// the connection as active until the relay ends.
     Upgrade(TcpStream, Duration, Held),
+}
+
+/// Makes the close of `stream` a reset: a client reading a body until the connection ends
+/// (an HTTP/1.0 client, a close-delimited response) then sees an error, not an end.
+fn reset_on_close(stream: &TcpStream) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket fd this connection owns, with a pointer to a
+    // correctly sized `linger` on the stack for the duration of the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&raw const linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        crate::debug!("SO_LINGER: {}", std::io::Error::last_os_error());
+    }
 }
 
 /// Reads and parses the next request head and copies it into `conn.head_buf`. An idle
@@ -259,10 +289,10 @@ async fn handle(
         head.host.as_ref().map(|h| &conn.head_buf[h.clone()]),
     );
     let mut head_buf = std::mem::take(&mut conn.head_buf);
-    let mut body = RequestBodyState::new(head.body);
+    let mut body = RequestBodyState::new(head.body, spec.client_body_buffer_size);
     let early = prepare(conn, spec, &head, &mut body).await;
     let model = if early.is_ok() && spec.needs.model {
-        append_model(&mut head_buf, &body.prefix)
+        append_model(&mut head_buf, &body.copy)
     } else {
         None
     };
@@ -312,7 +342,8 @@ async fn handle(
 /// nginx's status for a request whose client went away before any response.
 const CLIENT_CLOSED: u16 = 499;
 
-/// Before any server: the body size limit, `100 Continue`, and the body read for replay.
+/// Before any server: the body size limit, `100 Continue`, and the body bytes at hand
+/// taken into the replay copy.
 /// `Err(Some(status))`: answer with it and close; `Err(None)`: the client is gone.
 async fn prepare(
     conn: &mut Downstream,
@@ -338,7 +369,9 @@ async fn prepare(
             return Err(None);
         }
     }
-    body.preread(&mut conn.stream, &mut conn.inbound, spec)
+    // `$request_model` is rendered into the request or the choice of server: only then is
+    // the body read (up to the copy's size) before a server is chosen; otherwise it streams.
+    body.preread(&mut conn.stream, &mut conn.inbound, spec, spec.needs.model)
         .await
         .map_err(|e| client_body_status(&e))
 }
@@ -374,11 +407,14 @@ async fn proxy(
             }
             return After::Close;
         }
+        Outcome::Cut => return After::Reset,
         Outcome::Error { status, close } => (status, close, None),
         Outcome::Refused { retry_after } => (503, false, Some(retry_after)),
     };
-    // The request stream is intact only if the whole body was read.
-    let close = close || !body.complete || !keep_alive || worker.must_close(spec.bind);
+    // The request stream is intact only if the whole body was read, and nothing read past
+    // it was lost.
+    let close =
+        close || !body.complete || body.input_lost || !keep_alive || worker.must_close(spec.bind);
     vars.status = status;
     vars.body_bytes_sent = send_error_with(conn, status, close, head_only, retry_after).await;
     if close {

@@ -1,6 +1,6 @@
-//! Moving bodies: the request body up (kept in memory up to `client_body_buffer_size` so a
-//! failed attempt can be replayed, streamed beyond that), the response body down as it
-//! arrives, and the two-way relay after an upgrade.
+//! Moving bodies: the request body up (every byte forwarded as soon as it is read, with a
+//! copy of up to `client_body_buffer_size` kept so a failed attempt can be replayed), the
+//! response body down as it arrives, and the two-way relay after an upgrade.
 
 use std::io;
 use std::time::Duration;
@@ -27,17 +27,29 @@ pub enum ClientBodyError {
     Gone,
 }
 
-/// Where the request body stands.
+/// Where the request body stands, and its replay copy.
+///
+/// Every body byte read from the client is, in this order, appended to `copy` (while the
+/// copy stays within `client_body_buffer_size`) and sent to the current server. An attempt
+/// starts by sending the whole copy, so a retry replays exactly what the client sent so far
+/// and then goes on reading. Once a byte that is not in the copy has gone to a server
+/// (`outgrown`), the body can never be sent whole again.
 pub struct RequestBodyState {
     framing: BodyFraming,
-    /// Raw body bytes read so far and not yet streamed past (sent first on every attempt).
-    pub prefix: Vec<u8>,
+    /// The raw body bytes read so far (chunk framing included), while they fit in `limit`.
+    pub copy: Vec<u8>,
+    /// `client_body_buffer_size`: the most `copy` may hold.
+    limit: usize,
     /// Body bytes counted against `client_max_body_size` (chunk data for chunked bodies).
     total: u64,
     /// The whole body has been read from the client.
     pub complete: bool,
-    /// Bytes beyond `prefix` were sent upstream: the body can no longer be replayed.
-    pub streamed: bool,
+    /// Body bytes that are not in `copy` reached a server (the body outgrew the copy, or
+    /// the copy went with a cancelled write): the body can no longer be replayed.
+    pub outgrown: bool,
+    /// Client bytes read past the body (a pipelined request) went with a cancelled write
+    /// to the server: the client connection cannot serve another request.
+    pub input_lost: bool,
 }
 
 enum BodyFraming {
@@ -49,7 +61,8 @@ enum BodyFraming {
 }
 
 impl RequestBodyState {
-    pub fn new(body: RequestBody) -> RequestBodyState {
+    /// A body framed as `body`, keeping a replay copy of up to `limit` bytes.
+    pub fn new(body: RequestBody, limit: usize) -> RequestBodyState {
         let (framing, complete) = match body {
             RequestBody::None => (BodyFraming::Length { remaining: 0 }, true),
             RequestBody::Length(n) => (BodyFraming::Length { remaining: n }, n == 0),
@@ -60,10 +73,12 @@ impl RequestBodyState {
         };
         RequestBodyState {
             framing,
-            prefix: Vec::new(),
+            copy: Vec::new(),
+            limit,
             total: 0,
             complete,
-            streamed: false,
+            outgrown: false,
+            input_lost: false,
         }
     }
 
@@ -72,9 +87,10 @@ impl RequestBodyState {
         self.total
     }
 
-    /// The body can be sent again to another server.
+    /// The body can be sent again to another server: every byte read so far is in the
+    /// copy (the rest, if any, is still with the client and is streamed after it).
     pub fn replayable(&self) -> bool {
-        self.complete && !self.streamed
+        !self.outgrown
     }
 
     /// How many of `input`'s bytes belong to the body; updates completion and limits.
@@ -103,26 +119,60 @@ impl RequestBodyState {
         Ok(n)
     }
 
-    /// Reads the body into `prefix` until it is complete or `client_body_buffer_size` is
-    /// reached, before any server is contacted (so short bodies survive a retry).
+    /// Appends body bytes about to go upstream to the copy, or, when they would make it
+    /// larger than `limit`, gives the copy up (and its memory back) for good.
+    fn keep(&mut self, bytes: &[u8]) {
+        if self.outgrown {
+            return;
+        }
+        if self.copy.len() + bytes.len() <= self.limit {
+            self.copy.extend_from_slice(bytes);
+        } else {
+            self.give_up_copy();
+        }
+    }
+
+    /// The copy can no longer stand for what was sent: never replay this body.
+    pub fn give_up_copy(&mut self) {
+        self.outgrown = true;
+        self.copy = Vec::new();
+    }
+
+    /// Moves body bytes that are already in `inbound` into the copy, up to `limit`,
+    /// before any server is contacted (no waiting: they go out with the request head).
+    fn copy_pending(&mut self, inbound: &mut Inbound, max: u64) -> Result<(), ClientBodyError> {
+        let room = self.limit - self.copy.len();
+        let pending = inbound.pending();
+        let n = self.take(&pending[..pending.len().min(room)], max)?;
+        self.copy.extend_from_slice(&pending[..n]);
+        inbound.consume(n);
+        Ok(())
+    }
+
+    /// Takes the body bytes that arrived with the head into the copy. With `wait` (the body
+    /// must be looked at before a server is chosen: `$request_model`), also reads from the
+    /// client until the body is complete or the copy is full.
     pub async fn preread(
         &mut self,
         client: &mut TcpStream,
         inbound: &mut Inbound,
         spec: &Listener,
+        wait: bool,
     ) -> Result<(), ClientBodyError> {
-        while !self.complete && self.prefix.len() < spec.client_body_buffer_size {
+        while !self.complete && self.copy.len() < self.limit {
             if inbound.is_empty() {
+                if !wait {
+                    break;
+                }
                 fill_client(client, inbound, spec.client_body_timeout).await?;
             }
-            let n = self.take(inbound.pending(), spec.client_max_body_size)?;
-            self.prefix.extend_from_slice(&inbound.pending()[..n]);
-            inbound.consume(n);
+            self.copy_pending(inbound, spec.client_max_body_size)?;
         }
         Ok(())
     }
 
-    /// Streams the rest of the body from the client to `upstream`.
+    /// Streams the rest of the body from the client to `upstream`, each read as soon as it
+    /// arrives, keeping the copy up to date.
     pub async fn stream_rest(
         &mut self,
         client: &mut TcpStream,
@@ -140,11 +190,18 @@ impl RequestBodyState {
             let n = self
                 .take(inbound.pending(), spec.client_max_body_size)
                 .map_err(StreamError::Client)?;
-            self.streamed = true;
-            inbound
-                .forward(upstream, n, send_timeout)
-                .await
-                .map_err(StreamError::Upstream)?;
+            // Kept before the write: bytes read from the client are in the copy whether or
+            // not this server took them, so a replay never misses or repeats one.
+            self.keep(&inbound.pending()[..n]);
+            if let Err(e) = inbound.forward(upstream, n, send_timeout).await {
+                if inbound.pending().len() >= n {
+                    inbound.consume(n);
+                } else {
+                    // A cancelled write took the read buffer with it (see `Inbound::fill`).
+                    self.input_lost = true;
+                }
+                return Err(StreamError::Upstream(e));
+            }
         }
         Ok(())
     }
@@ -395,4 +452,110 @@ async fn pipe<R: AsyncReadRent, W: AsyncWriteRent>(mut from: R, mut to: W, idle:
     }
     // Propagate the half-close so the other side sees end of stream too.
     let _ = to.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: u64 = 1 << 20;
+
+    #[test]
+    fn a_small_body_that_came_with_the_head_is_whole_in_the_copy() {
+        let mut body = RequestBodyState::new(RequestBody::Length(5), 16);
+        let mut inbound = Inbound::holding(b"helloGET / HTTP/1.1\r\n");
+        body.copy_pending(&mut inbound, MAX).unwrap();
+        assert_eq!(body.copy, b"hello");
+        assert!(body.complete && body.replayable());
+        assert_eq!(
+            inbound.pending(),
+            b"GET / HTTP/1.1\r\n",
+            "the next request stays"
+        );
+    }
+
+    #[test]
+    fn the_copy_takes_no_more_than_the_limit_before_a_server_is_chosen() {
+        let mut body = RequestBodyState::new(RequestBody::Length(10), 4);
+        let mut inbound = Inbound::holding(b"0123456789");
+        body.copy_pending(&mut inbound, MAX).unwrap();
+        assert_eq!(body.copy, b"0123");
+        assert_eq!(inbound.pending(), b"456789", "left to be streamed");
+        assert!(!body.complete && body.replayable());
+        assert_eq!(body.received(), 4);
+    }
+
+    #[test]
+    fn a_chunked_copy_cut_at_the_limit_goes_on_decoding_where_it_stopped() {
+        let wire = b"5\r\nhello\r\n0\r\n\r\n";
+        let mut body = RequestBodyState::new(RequestBody::Chunked, 6);
+        let mut inbound = Inbound::holding(wire);
+        body.copy_pending(&mut inbound, MAX).unwrap();
+        assert_eq!(body.copy, b"5\r\nhel");
+        assert!(!body.complete);
+        let n = body.take(inbound.pending(), MAX).unwrap();
+        assert_eq!(n, wire.len() - 6);
+        assert!(body.complete);
+        assert_eq!(body.received(), 5);
+    }
+
+    #[test]
+    fn the_copy_follows_what_was_sent_until_it_would_outgrow_the_limit() {
+        let mut body = RequestBodyState::new(RequestBody::Length(9), 8);
+        body.keep(b"abcd");
+        body.keep(b"efgh");
+        assert_eq!(body.copy, b"abcdefgh");
+        assert!(body.replayable(), "exactly the limit is still a whole copy");
+        body.keep(b"i");
+        assert!(!body.replayable());
+        assert!(
+            body.copy.is_empty() && body.copy.capacity() == 0,
+            "memory given back"
+        );
+        body.keep(b"");
+        assert!(!body.replayable(), "an outgrown copy never comes back");
+    }
+
+    #[test]
+    fn a_body_larger_than_the_limit_is_replayable_only_until_bytes_beyond_it_went_out() {
+        let mut body = RequestBodyState::new(RequestBody::Length(100), 10);
+        let mut inbound = Inbound::holding(&[b'x'; 6]);
+        body.copy_pending(&mut inbound, MAX).unwrap();
+        assert!(body.replayable(), "6 of 100 bytes read, all in the copy");
+        let mut more = Inbound::holding(&[b'y'; 4]);
+        let n = body.take(more.pending(), MAX).unwrap();
+        body.keep(&more.pending()[..n]);
+        more.consume(n);
+        assert!(body.replayable() && body.copy.len() == 10);
+        let n = body.take(&[b'z'; 1], MAX).unwrap();
+        body.keep(&[b'z'; 1][..n]);
+        assert!(!body.replayable());
+    }
+
+    #[test]
+    fn a_zero_limit_keeps_nothing_and_any_byte_sent_ends_replay() {
+        let mut body = RequestBodyState::new(RequestBody::Length(3), 0);
+        let mut inbound = Inbound::holding(b"abc");
+        body.copy_pending(&mut inbound, MAX).unwrap();
+        assert!(body.copy.is_empty() && body.replayable());
+        assert_eq!(inbound.pending(), b"abc");
+        body.keep(b"abc");
+        assert!(!body.replayable());
+        let empty = RequestBodyState::new(RequestBody::None, 0);
+        assert!(
+            empty.complete && empty.replayable(),
+            "no body is always replayable"
+        );
+    }
+
+    #[test]
+    fn the_body_size_limit_holds_across_the_copy_and_the_stream() {
+        let mut body = RequestBodyState::new(RequestBody::Chunked, 4);
+        let mut inbound = Inbound::holding(b"3\r\nabc\r\n3\r\ndef\r\n");
+        body.copy_pending(&mut inbound, 5).unwrap();
+        assert!(matches!(
+            body.take(inbound.pending(), 5),
+            Err(ClientBodyError::TooLarge)
+        ));
+    }
 }

@@ -12,6 +12,7 @@ mod basic;
 mod cli;
 mod edges;
 mod errors;
+mod failover;
 mod harness;
 mod headers;
 mod health;

@@ -120,6 +120,11 @@ impl Client {
         }
     }
 
+    /// A second handle on the socket, to write from another thread while this one reads.
+    pub fn try_clone_stream(&self) -> TcpStream {
+        self.stream.try_clone().expect("clone the client socket")
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.stream.local_addr().expect("local_addr")
     }
