@@ -61,11 +61,25 @@ fn handed_out() -> &'static Mutex<HashSet<u16>> {
 }
 
 /// A port on 127.0.0.1 that nothing listens on right now and no other test was given.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`): a port from inside it
+/// may become the source port of some test's outgoing connection between being handed out
+/// and the proxy binding it, and the proxy then fails to start (seen as a refused admin
+/// connection once in a full run).
 pub fn free_port() -> u16 {
-    for _ in 0..1000 {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = listener.local_addr().expect("local_addr").port();
-        drop(listener);
+    let (low, high) = unclaimed_range();
+    let span = u32::from(high - low);
+    // Start where this process's id points, so concurrent test processes spread out.
+    let start = std::process::id() * 7919;
+    for i in 0..span.min(5000) {
+        let port = low + ((start + i) % span) as u16;
+        let claimed = handed_out()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&port);
+        if claimed || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
         if handed_out()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -74,7 +88,16 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free port after 1000 tries");
+    panic!("no free port in {low}..{high}");
+}
+
+/// Ports no `connect` picks as its source: from 10000 up to the ephemeral range's start.
+fn unclaimed_range() -> (u16, u16) {
+    let first_ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    (10000, first_ephemeral.max(20000))
 }
 
 /// An address where nothing listens (connections are refused).
