@@ -128,6 +128,9 @@ pub async fn schedule(
 /// Makes a change visible to every worker (the marks), the log and the metrics.
 fn publish(snap: &Snapshot, change: &Change, counts: &ChangeCounts) {
     let (upstream, addr) = &change.key;
+    // Counted before it is published: whoever sees the new state (a scrape reading
+    // `server_up`, a test) also sees the change counted.
+    counts.count(upstream, &addr.to_string(), change.flip.up);
     set_marks(snap, &change.key, change.flip.up);
     let (state, word) = if change.flip.up {
         ("up", "passed")
@@ -140,7 +143,6 @@ fn publish(snap: &Snapshot, change: &Change, counts: &ChangeCounts) {
         "upstream {upstream} server {addr} is {state} after {n} {word} {checks}: {}",
         change.reason
     );
-    counts.count(upstream, &addr.to_string(), change.flip.up);
 }
 
 /// Sets the probe mark of every server of `snap` under `key` (an address listed twice in
