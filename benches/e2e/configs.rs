@@ -76,18 +76,11 @@ pub fn nginx(listen: SocketAddr, backends: &[SocketAddr], dir: &Path) -> String 
     server {{
         listen {listen};
         keepalive_requests {KEEPALIVE_REQUESTS};
-        location / {{
-            proxy_pass http://backends;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffers 32 8k;
-            proxy_max_temp_file_size 0;
-        }}
-    }}
+{NGINX_PROXY_LOCATION}    }}
 "#,
         servers = servers.join("\n"),
     );
-    nginx_main(dir, "nginx", &body)
+    nginx_main(dir, "nginx", "warn", "", &body)
 }
 
 /// The backends: one nginx worker (on the load CPU, beside wrk) running a static server per
@@ -122,7 +115,7 @@ pub fn nginx_backend(backends: &[SocketAddr], dir: &Path) -> String {
 {servers}"#,
         servers = servers.concat(),
     );
-    nginx_main(dir, "backend", &body)
+    nginx_main(dir, "backend", "warn", "", &body)
 }
 
 /// What `proxy` is configured with, for the report's header. Every `quoted` fragment is
@@ -171,15 +164,34 @@ pub fn backend_described(backend: &str) -> String {
 
 /// The parts of an nginx config shared by the proxy and the backends; `tag` keeps
 /// their pid files, logs and temp paths apart.
-fn nginx_main(dir: &Path, tag: &str, http_body: &str) -> String {
+/// The tuned proxying `location` every nginx subject of the benchmarks uses (upstream
+/// `backends`): what the nginx tuning guides tell people to set.
+pub const NGINX_PROXY_LOCATION: &str = r#"        location / {
+            proxy_pass http://backends;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffers 32 8k;
+            proxy_max_temp_file_size 0;
+        }
+"#;
+
+/// A whole nginx.conf: one worker, every file under `dir` named after `tag`, the error log
+/// at `log_level`, `main_extra` lines in the main context and `http_body` in `http`.
+pub fn nginx_main(
+    dir: &Path,
+    tag: &str,
+    log_level: &str,
+    main_extra: &str,
+    http_body: &str,
+) -> String {
     let d = dir.display();
     format!(
         r#"worker_processes 1;
 daemon off;
 master_process on;
 pid {d}/{tag}.pid;
-error_log {d}/{tag}-error.log warn;
-events {{
+error_log {d}/{tag}-error.log {log_level};
+{main_extra}events {{
     worker_connections 4096;
 }}
 http {{

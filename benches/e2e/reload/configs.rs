@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::configs::HAPROXY_DEFAULTS;
+use crate::configs::{HAPROXY_DEFAULTS, NGINX_PROXY_LOCATION, nginx_main};
 
 /// Server weights of variant 0 and variant 1, in the order of the backends.
 pub const WEIGHTS: [[u32; 2]; 2] = [[4, 1], [1, 4]];
@@ -71,46 +71,23 @@ servers = [
 /// makes the master log each `reconfiguring`, which the harness counts as a reload done.
 pub fn nginx(listen: SocketAddr, backends: &[SocketAddr; 2], dir: &Path, variant: usize) -> String {
     let w = WEIGHTS[variant];
-    let d = dir.display();
-    format!(
-        r#"worker_processes 1;
-daemon off;
-master_process on;
-pid {d}/reload-nginx.pid;
-error_log {d}/reload-nginx-error.log notice;
-worker_shutdown_timeout {DRAIN_LIMIT};
-events {{
-    worker_connections 4096;
-}}
-http {{
-    access_log off;
-    client_body_temp_path {d}/reload-nginx-client-body;
-    proxy_temp_path {d}/reload-nginx-proxy;
-    fastcgi_temp_path {d}/reload-nginx-fastcgi;
-    uwsgi_temp_path {d}/reload-nginx-uwsgi;
-    scgi_temp_path {d}/reload-nginx-scgi;
-    upstream backends {{
+    let body = format!(
+        r#"    upstream backends {{
         server {b0} weight={w0};
         server {b1} weight={w1};
         keepalive {KEEPALIVE};
     }}
     server {{
         listen {listen};
-        location / {{
-            proxy_pass http://backends;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffers 32 8k;
-            proxy_max_temp_file_size 0;
-        }}
-    }}
-}}
+{NGINX_PROXY_LOCATION}    }}
 "#,
         b0 = backends[0],
         b1 = backends[1],
         w0 = w[0],
         w1 = w[1],
-    )
+    );
+    let drain = format!("worker_shutdown_timeout {DRAIN_LIMIT};\n");
+    nginx_main(dir, "reload-nginx", "notice", &drain, &body)
 }
 
 /// HAProxy 2.6 for master-worker reloads. The master re-executes itself with
