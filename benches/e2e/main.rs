@@ -257,19 +257,9 @@ fn run() -> Result<(), String> {
     let backends = [local(ports[0]), local(ports[1])];
     let _backend = start_backend(&env, &backends)?;
     let mut notes = env.skipped.clone();
-    let mut proxies = Vec::new();
-    for (i, &name) in env.knobs.proxies.iter().enumerate() {
-        match start_proxy(&env, name, local(ports[2 + i]), &backends) {
-            Ok(p) => proxies.push(p),
-            Err(e) => {
-                eprintln!("e2e: skipping {name}: {e}");
-                notes.push(format!("{name} skipped: {e}"));
-            }
-        }
-    }
-    if proxies.is_empty() {
-        return Err("no proxy could be started".into());
-    }
+    let mut proxies = start_each("e2e", &env.knobs.proxies, &mut notes, |i, name| {
+        start_proxy(&env, name, local(ports[2 + i]), &backends)
+    })?;
     warm_up(&env, &mut proxies)?;
     let names: Vec<&str> = proxies.iter().map(|p| p.name).collect();
     let load_before = measure::load_average();
@@ -407,6 +397,30 @@ fn start_backend(env: &Env, backends: &[SocketAddr; 2]) -> Result<Proc, String> 
         expect_sizes(*b, &env.knobs.sizes).map_err(|e| format!("backend {b}: {e}"))?;
     }
     Ok(proc)
+}
+
+/// Starts each proxy of `names` with `start` (given its position and name); one that cannot
+/// start is skipped with a note, and the run fails only when none could start.
+pub fn start_each<T>(
+    run: &str,
+    names: &[&'static str],
+    notes: &mut Vec<String>,
+    mut start: impl FnMut(usize, &'static str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let mut started = Vec::new();
+    for (i, &name) in names.iter().enumerate() {
+        match start(i, name) {
+            Ok(p) => started.push(p),
+            Err(e) => {
+                eprintln!("{run}: skipping {name}: {e}");
+                notes.push(format!("{name} skipped: {e}"));
+            }
+        }
+    }
+    if started.is_empty() {
+        return Err("no proxy could be started".into());
+    }
+    Ok(started)
 }
 
 fn ringway_bin() -> &'static str {

@@ -70,19 +70,9 @@ pub fn run() -> Result<(), String> {
     let admin = local(ports[2]);
     let _backend = crate::start_backend(&env, &backends)?;
     let mut notes = env.skipped.clone();
-    let mut subjects = Vec::new();
-    for (i, &name) in k.proxies.iter().enumerate() {
-        match start_subject(&env, name, local(ports[3 + i]), admin, backends) {
-            Ok(s) => subjects.push(s),
-            Err(e) => {
-                eprintln!("e2e reload: skipping {name}: {e}");
-                notes.push(format!("{name} skipped: {e}"));
-            }
-        }
-    }
-    if subjects.is_empty() {
-        return Err("no proxy could be started".into());
-    }
+    let mut subjects = crate::start_each("e2e reload", &k.proxies, &mut notes, |i, name| {
+        start_subject(&env, name, local(ports[3 + i]), admin, backends)
+    })?;
     warm_up(&env, &mut subjects)?;
     let load_before = measure::load_average();
     let lines = rounds(&env, &mut subjects, interval)?;
