@@ -70,9 +70,9 @@ pub fn free_port() -> u16 {
     let (low, high) = unclaimed_range();
     let span = u32::from(high - low);
     // Start where this process's id points, so concurrent test processes spread out.
-    let start = std::process::id() * 7919;
+    let start = std::process::id().wrapping_mul(7919);
     for i in 0..span.min(5000) {
-        let port = low + ((start + i) % span) as u16;
+        let port = low + (start.wrapping_add(i) % span) as u16;
         let claimed = handed_out()
             .lock()
             .unwrap_or_else(|e| e.into_inner())
