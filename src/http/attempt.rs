@@ -631,9 +631,11 @@ async fn unless_client_leaves<F: std::future::Future>(
         monoio::select! {
             out = &mut work => return Some(out),
             ready = client.readable(false) => match (ready, peek(client)) {
-                (Err(_), _) | (_, Peeked::Closed) => return None,
-                (_, Peeked::Data) => return Some(work.await),
-                (_, Peeked::Nothing) => {}
+                (_, Peeked::Closed) => return None,
+                // A readiness error is no proof the client left (only the peek is): stop
+                // watching rather than abort a request whose client may still wait.
+                (Err(_), _) | (_, Peeked::Data) => return Some(work.await),
+                (Ok(()), Peeked::Nothing) => {}
             },
         }
     }
