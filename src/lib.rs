@@ -8,7 +8,9 @@
 //! → chooses a server ([`balance::Peers::pick`]) → takes a pooled connection
 //! ([`upstream::pool::LocalPool::checkout`]) or dials ([`upstream::connect::dial`]) → streams the
 //! request up and the response down ([`http::body`] frames both) → checks the connection back in
-//! ([`upstream::pool::LocalPool::checkin`]).
+//! ([`upstream::pool::LocalPool::checkin`]). Every socket operation has a deadline from the
+//! worker's timer wheel ([`timer::timeout`]); an idle connection waits for readiness holding
+//! no buffer ([`http::scratch`]).
 //!
 //! Control path (main thread, see [`control`]): [`config::load`] parses and validates TOML
 //! into a [`snapshot::Snapshot`] (immutable, `Arc`), [`runtime::start`] spawns one pinned
@@ -37,6 +39,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
 pub mod template;
+pub mod timer;
 pub mod upstream;
 pub mod worker;
 

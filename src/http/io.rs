@@ -15,9 +15,6 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 pub const GATHER_FROM: usize = 8 * 1024;
 /// Smallest free space offered to a read of a head or a request body.
 pub const READ_CHUNK: usize = 16 * 1024;
-/// What an idle client connection keeps for its next head (nginx's
-/// `client_header_buffer_size` is 1k): thousands of idle keep-alive clients stay cheap.
-pub const IDLE_CHUNK: usize = 4 * 1024;
 /// Read size while streaming bodies: large reads mean fewer syscalls for big transfers.
 pub const STREAM_CHUNK: usize = 64 * 1024;
 
@@ -29,7 +26,7 @@ pub struct Inbound {
 
 impl Inbound {
     pub fn new() -> Inbound {
-        Inbound::from_vec(Vec::with_capacity(IDLE_CHUNK))
+        Inbound::from_vec(Vec::with_capacity(READ_CHUNK))
     }
 
     /// An empty inbound reading into `buf` (its contents are discarded).
@@ -44,11 +41,9 @@ impl Inbound {
         std::mem::take(&mut self.buf)
     }
 
-    /// Shrinks an empty buffer that grew for a long head or a body back to the idle size.
-    pub fn shrink_idle(&mut self) {
-        if self.is_empty() && self.buf.capacity() > IDLE_CHUNK {
-            self.buf = Vec::with_capacity(IDLE_CHUNK);
-        }
+    /// The buffer's capacity (0: the connection holds no buffer, see `http::scratch`).
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// The unconsumed bytes.
@@ -82,7 +77,7 @@ impl Inbound {
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();
         let read = stream.read(buf.slice_mut(len..));
-        match monoio::time::timeout(timeout, read).await {
+        match crate::timer::timeout(timeout, read).await {
             Ok((result, slice)) => {
                 self.buf = slice.into_inner();
                 result
@@ -121,7 +116,7 @@ impl Inbound {
         let buf = std::mem::take(&mut self.buf);
         let (start, end) = (self.pos, self.pos + n);
         let write = stream.write_all(buf.slice(start..end));
-        match monoio::time::timeout(timeout, write).await {
+        match crate::timer::timeout(timeout, write).await {
             Ok((result, slice)) => {
                 self.buf = slice.into_inner();
                 result?;
@@ -180,6 +175,18 @@ impl Default for Inbound {
     }
 }
 
+/// Waits until `stream` has bytes to read (or its end, or an error) within `timeout`,
+/// holding no buffer. Unlike a read, this wait can be given up at any time without losing
+/// data: nothing is taken from the socket. On epoll it asks the kernel (`relaxed = false`),
+/// since monoio's cached readiness is still set after a read that did not drain the socket
+/// to `EAGAIN`, which would make every wait end at once.
+pub async fn readable_within(stream: &monoio::net::TcpStream, timeout: Duration) -> io::Result<()> {
+    match crate::timer::timeout(timeout, stream.readable(false)).await {
+        Ok(ready) => ready,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "no bytes in time")),
+    }
+}
+
 /// Writes `head`, then `body[range]`, starting with one `writev` so that the body bytes are
 /// never copied behind the head; a short write is finished with plain writes. Both buffers
 /// come back, except after a timeout, when they stay with the cancelled operation and come
@@ -193,7 +200,7 @@ pub async fn write_gathered<S: AsyncWriteRent>(
 ) -> (io::Result<()>, Vec<u8>, Vec<u8>) {
     let (start, end) = (range.start, range.end);
     let gather = Gather::new(head, body, start, end - start);
-    let (result, gather) = match monoio::time::timeout(timeout, stream.writev(gather)).await {
+    let (result, gather) = match crate::timer::timeout(timeout, stream.writev(gather)).await {
         Ok(done) => done,
         Err(_) => {
             let e = io::Error::new(io::ErrorKind::TimedOut, "write timed out");
@@ -208,7 +215,7 @@ pub async fn write_gathered<S: AsyncWriteRent>(
     let head_len = head.len();
     let head = if written < head_len {
         let (res, slice) =
-            match monoio::time::timeout(timeout, stream.write_all(head.slice(written..))).await {
+            match crate::timer::timeout(timeout, stream.write_all(head.slice(written..))).await {
                 Ok(done) => done,
                 Err(_) => {
                     let e = io::Error::new(io::ErrorKind::TimedOut, "write timed out");
@@ -227,7 +234,7 @@ pub async fn write_gathered<S: AsyncWriteRent>(
     if body_from == end {
         return (Ok(()), head, body);
     }
-    match monoio::time::timeout(timeout, stream.write_all(body.slice(body_from..end))).await {
+    match crate::timer::timeout(timeout, stream.write_all(body.slice(body_from..end))).await {
         Ok((res, slice)) => (res.map(|_| ()), head, slice.into_inner()),
         Err(_) => {
             let e = io::Error::new(io::ErrorKind::TimedOut, "write timed out");
@@ -284,7 +291,7 @@ pub async fn write_all<S: AsyncWriteRent>(
     buf: Vec<u8>,
     timeout: Duration,
 ) -> (io::Result<()>, Vec<u8>) {
-    match monoio::time::timeout(timeout, stream.write_all(buf)).await {
+    match crate::timer::timeout(timeout, stream.write_all(buf)).await {
         Ok((result, buf)) => (result.map(|_| ()), buf),
         Err(_) => (
             Err(io::Error::new(io::ErrorKind::TimedOut, "write timed out")),
@@ -327,26 +334,40 @@ mod tests {
     }
 
     #[monoio::test_all(timer_enabled = true)]
-    async fn idle_sized_reads_keep_the_idle_buffer_and_a_grown_one_shrinks_back() {
+    async fn a_readiness_wait_takes_nothing_and_can_time_out() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut client = TcpStream::connect_addr(addr).await.unwrap();
-        let (mut server, _) = listener.accept().unwrap();
-        server.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
-        let mut inbound = Inbound::new();
-        let n = inbound
-            .fill(&mut client, IDLE_CHUNK, Duration::from_secs(5))
+        let mut client = TcpStream::connect_addr(listener.local_addr().unwrap())
             .await
             .unwrap();
-        assert!(n > 0);
-        // What an idle keep-alive connection holds while it waits: no more than this.
-        assert_eq!(inbound.buf.capacity(), IDLE_CHUNK);
-        inbound.consume(inbound.pending().len());
-        // A long head or a body grew it; between requests it goes back to the idle size.
-        inbound.make_room(READ_CHUNK);
-        assert!(inbound.buf.capacity() >= READ_CHUNK);
-        inbound.shrink_idle();
-        assert_eq!(inbound.buf.capacity(), IDLE_CHUNK);
+        let (mut server, _) = listener.accept().unwrap();
+        let err = readable_within(&client, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        // A wait given up left the socket as it was: the next bytes all arrive.
+        server.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        readable_within(&client, Duration::from_secs(5))
+            .await
+            .unwrap();
+        // Ready twice in a row without a read in between: readiness is not consumed.
+        readable_within(&client, Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut inbound = Inbound::from_vec(Vec::new());
+        assert_eq!(inbound.capacity(), 0);
+        while inbound.pending().len() < 18 {
+            let n = inbound
+                .fill(&mut client, READ_CHUNK, Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert!(n > 0);
+        }
+        assert_eq!(inbound.pending(), b"GET / HTTP/1.1\r\n\r\n");
+        // After a read that took everything, the wait blocks again (no stale readiness).
+        let err = readable_within(&client, Duration::from_millis(20))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     #[monoio::test_all(timer_enabled = true)]

@@ -8,5 +8,6 @@ pub mod model;
 pub mod proxy;
 pub mod queued;
 pub mod rewrite;
+pub mod scratch;
 pub mod stream;
 pub mod vars;

@@ -13,7 +13,7 @@ use monoio::net::TcpStream;
 
 use crate::http::attempt::{self, Held, Outcome};
 use crate::http::head::{HeadLimits, RequestBody, RequestHead, parse_request};
-use crate::http::io::{IDLE_CHUNK, Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
+use crate::http::io::{Inbound, READ_CHUNK, STREAM_CHUNK, readable_within, write_all};
 use crate::http::rewrite::error_response;
 use crate::http::stream::{ClientBodyError, RequestBodyState, relay};
 use crate::http::vars::{RequestVars, UpstreamTry, partial_head};
@@ -46,72 +46,205 @@ enum HeadWait {
     Reject(u16),
 }
 
+/// The configuration a connection is served with, kept across its requests.
+struct Served {
+    /// The newest snapshot that still has this listener: after a reload removed it, the
+    /// connection finishes what it was promised (a keep-alive response means one more
+    /// request may come) on the configuration it had.
+    local: Rc<LocalSnapshot>,
+    /// The listener's index in `local` (looked up again only when the snapshot changes).
+    index: usize,
+    /// Requests served so far.
+    count: u32,
+}
+
+/// How a run of requests ([`requests`]) ended.
+enum Busy {
+    /// Kept alive with nothing pending: wait for the next request.
+    Idle,
+    Done,
+    /// Switched protocols: relay bytes both ways with this idle timeout.
+    Upgrade(TcpStream, Duration, Held),
+}
+
 /// Serves one client connection, accepted on the listener bound to `bind`, until it closes,
-/// errs, or must not be kept.
-pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bind: SocketAddr) {
+/// errs, or must not be kept; `held` (the connection's counters) is dropped at the end.
+///
+/// The future returned is what an idle connection's task holds, so it holds little: the
+/// socket, empty buffers (`http::scratch`) and a readiness wait. Requests run in a boxed
+/// future of their own ([`requests`]: one allocation from the worker's thread-local heap
+/// when the client's bytes arrive, freed when the connection is idle again). It is a plain
+/// function returning an `async` block, not an `async fn`: an `async fn` keeps its
+/// arguments and the locals made from them side by side in its state.
+pub fn serve<H: 'static>(
+    worker: Rc<Worker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    bind: SocketAddr,
+    held: H,
+) -> impl std::future::Future<Output = ()> {
     let mut conn = Downstream {
         stream,
         peer,
-        inbound: Inbound::new(),
+        inbound: Inbound::from_vec(Vec::new()),
         head_buf: Vec::new(),
         up_in: Inbound::from_vec(Vec::new()),
         out: Vec::new(),
         key: Vec::new(),
         tries: Vec::new(),
     };
-    let mut served = 0u32;
-    // The newest snapshot that still has this listener: after a reload removed it, the
-    // connection finishes what it was promised (a keep-alive response means one more
-    // request may come) on the configuration it had. The listener's index in it is looked
-    // up again only when the snapshot changes.
-    let mut local = worker.snapshot();
-    let Some(mut index) = local.snap.listener_index(bind) else {
-        return;
-    };
-    loop {
-        let Some(spec) = local.snap.listeners.get(index) else {
+    async move {
+        let worker = &worker;
+        let local = worker.snapshot();
+        let Some(index) = local.snap.listener_index(bind) else {
             return;
         };
-        let reading = Instant::now();
-        let head = match read_head(worker, &mut conn, spec, served > 0, reading).await {
-            Ok(head) => head,
-            Err(HeadWait::Closed) => return,
-            Err(HeadWait::Reject(status)) => {
-                let sent = send_error(&mut conn, status, true, false).await;
-                log_rejected(worker, &local.snap, &conn, status, sent, reading);
-                worker.stats.request(&local.snap, index, None, status, None);
+        let mut served = Served {
+            local,
+            index,
+            count: 0,
+        };
+        loop {
+            let Some(spec) = served.local.snap.listeners.get(served.index) else {
                 return;
+            };
+            let kept = served.count > 0;
+            // A new connection's head is due within `client_header_timeout` of its accept;
+            // a kept-alive one may wait `keepalive_timeout` for its first byte, then has
+            // `client_header_timeout` for the rest.
+            let since = Instant::now();
+            let header_timeout = spec.client_header_timeout;
+            let wait = if kept {
+                spec.keepalive_timeout
+            } else {
+                header_timeout
+            };
+            conn.give_scratch(worker);
+            // Between requests the connection is idle: a drain or a removed listener may
+            // close it meanwhile.
+            let slot = kept.then(|| {
+                use std::os::fd::AsRawFd;
+                worker.enter_idle(
+                    spec.bind,
+                    conn.stream.as_raw_fd(),
+                    crate::clock::ms_at(since),
+                )
+            });
+            let ready = readable_within(&conn.stream, wait).await;
+            if let Some(slot) = slot {
+                worker.leave_idle(slot);
+            }
+            match ready {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && !kept => {
+                    Box::pin(reject(worker, &served, &mut conn, 408, since)).await;
+                    return;
+                }
+                Err(_) => return,
+            }
+            let ready = if kept { Instant::now() } else { since };
+            let run = requests(
+                worker,
+                &mut conn,
+                bind,
+                &mut served,
+                ready,
+                ready + header_timeout,
+            );
+            match Box::pin(run).await {
+                Busy::Idle => {}
+                Busy::Done => break,
+                Busy::Upgrade(upstream, idle, server) => {
+                    // The relay runs as a task of its own size; it keeps the counters.
+                    conn.give_scratch(worker);
+                    let client = conn.stream;
+                    monoio::spawn(async move {
+                        relay(client, upstream, idle).await;
+                        drop(server);
+                        drop(held);
+                    });
+                    return;
+                }
+            }
+        }
+        conn.give_scratch(worker);
+    }
+}
+
+/// Requests on one connection while it is busy: the first one's bytes have arrived; goes
+/// on with pipelined ones and stops when the connection is idle, closes, or switches
+/// protocols.
+async fn requests(
+    worker: &Rc<Worker>,
+    conn: &mut Downstream,
+    bind: SocketAddr,
+    served: &mut Served,
+    mut reading: Instant,
+    mut deadline: Instant,
+) -> Busy {
+    loop {
+        let Some(spec) = served.local.snap.listeners.get(served.index) else {
+            return Busy::Done;
+        };
+        let head = match read_head(worker, conn, spec, reading, deadline).await {
+            Ok(head) => head,
+            Err(HeadWait::Closed) => return Busy::Done,
+            Err(HeadWait::Reject(status)) => {
+                reject(worker, served, conn, status, reading).await;
+                return Busy::Done;
             }
         };
+        let header_timeout = spec.client_header_timeout;
         // The head may have waited through a reload: the request uses the configuration
         // current now, unless the reload removed this listener.
         let fresh = worker.snapshot();
-        if !Rc::ptr_eq(&fresh, &local)
+        if !Rc::ptr_eq(&fresh, &served.local)
             && let Some(i) = fresh.snap.listener_index(bind)
         {
-            (local, index) = (fresh, i);
+            (served.local, served.index) = (fresh, i);
         }
-        served += 1;
+        served.count += 1;
         conn.up_in = Inbound::from_vec(worker.lend_buffer(STREAM_CHUNK));
         conn.out = worker.lend_buffer(STREAM_CHUNK);
-        let after = handle(worker, &local, index, &mut conn, head, served).await;
+        let after = handle(
+            worker,
+            &served.local,
+            served.index,
+            conn,
+            head,
+            served.count,
+        )
+        .await;
         worker.return_buffer(conn.up_in.take_vec());
         worker.return_buffer(std::mem::take(&mut conn.out));
-        conn.inbound.shrink_idle();
         match after {
+            After::KeepAlive if conn.inbound.is_empty() => return Busy::Idle,
             After::KeepAlive => {}
-            After::Close => return,
+            After::Close => return Busy::Done,
             After::Reset => {
                 reset_on_close(&conn.stream);
-                return;
+                return Busy::Done;
             }
-            After::Upgrade(upstream, idle, held) => {
-                relay(conn.stream, upstream, idle).await;
-                drop(held);
-                return;
-            }
+            After::Upgrade(upstream, idle, held) => return Busy::Upgrade(upstream, idle, held),
         }
+        // A pipelined request: its head is due from now.
+        reading = Instant::now();
+        deadline = reading + header_timeout;
     }
+}
+
+/// Answers a head that could not be read with `status` (400, 408, 431) and logs it.
+async fn reject(
+    worker: &Worker,
+    served: &Served,
+    conn: &mut Downstream,
+    status: u16,
+    reading: Instant,
+) {
+    let sent = send_error(conn, status, true, false).await;
+    log_rejected(worker, &served.local.snap, conn, status, sent, reading);
+    let snap = &served.local.snap;
+    worker.stats.request(snap, served.index, None, status, None);
 }
 
 /// What the connection does after a request.
@@ -149,27 +282,19 @@ fn reset_on_close(stream: &TcpStream) {
     }
 }
 
-/// Reads and parses the next request head and copies it into `conn.head_buf`. An idle
-/// keep-alive connection waits up to `keepalive_timeout` for the first byte; then the whole
-/// head must arrive within `client_header_timeout`.
+/// Reads and parses the next request head and copies it into `conn.head_buf`; the whole
+/// head must arrive by `deadline`. `now` is a fresh clock reading for the first read.
 async fn read_head(
     worker: &Worker,
     conn: &mut Downstream,
     spec: &Listener,
-    idle_first: bool,
     now: Instant,
+    deadline: Instant,
 ) -> Result<RequestHead, HeadWait> {
     let limits = HeadLimits {
         max_header_size: spec.max_header_size,
     };
-    let mut idle = idle_first && conn.inbound.is_empty();
     let mut fresh_now = Some(now);
-    let mut deadline = now
-        + if idle {
-            spec.keepalive_timeout
-        } else {
-            spec.client_header_timeout
-        };
     loop {
         if !conn.inbound.is_empty() {
             match parse_request(conn.inbound.pending(), limits) {
@@ -186,31 +311,15 @@ async fn read_head(
                     return Err(HeadWait::Reject(e.status()));
                 }
             }
-            if idle {
-                idle = false;
-                deadline = Instant::now() + spec.client_header_timeout;
-            }
         }
-        // The caller's `now` is fresh enough for the first wait; later ones read the clock.
+        // The caller's `now` is fresh enough for the first read; later ones read the clock.
         let at = fresh_now.take().unwrap_or_else(Instant::now);
         let left = deadline.saturating_duration_since(at);
-        // Between requests the connection is idle: a drain or a removed listener may close it.
-        let slot = idle.then(|| {
-            use std::os::fd::AsRawFd;
-            worker.enter_idle(spec.bind, conn.stream.as_raw_fd(), crate::clock::ms_at(at))
-        });
-        // An idle connection's read holds only the idle-sized buffer for as long as the
-        // client waits (io_uring owns it until the read completes); a head that does not
-        // fit grows it on the next read.
-        let want = if idle { IDLE_CHUNK } else { READ_CHUNK };
-        let filled = conn.inbound.fill(&mut conn.stream, want, left).await;
-        if let Some(slot) = slot {
-            worker.leave_idle(slot);
-        }
-        match filled {
+        conn.take_scratch(worker);
+        match conn.inbound.fill(&mut conn.stream, READ_CHUNK, left).await {
             Ok(0) => return Err(HeadWait::Closed),
             Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && !idle => {
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 return Err(HeadWait::Reject(408));
             }
             Err(_) => return Err(HeadWait::Closed),

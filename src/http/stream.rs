@@ -435,7 +435,7 @@ async fn pipe<R: AsyncReadRent, W: AsyncWriteRent>(mut from: R, mut to: W, idle:
     let mut buf = Vec::with_capacity(STREAM_CHUNK);
     loop {
         buf.clear();
-        let (res, b) = match monoio::time::timeout(idle, from.read(buf)).await {
+        let (res, b) = match crate::timer::timeout(idle, from.read(buf)).await {
             Ok(r) => r,
             Err(_) => break,
         };

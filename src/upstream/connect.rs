@@ -12,7 +12,7 @@ use monoio::net::TcpStream;
 /// Opens a TCP connection to `addr` within `timeout`, with Nagle off (heads and small chunks
 /// must leave at once: SSE tokens, pipelined responses).
 pub async fn dial(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+    match crate::timer::timeout(timeout, TcpStream::connect_addr(addr)).await {
         Ok(Ok(stream)) => {
             // A failure here only costs latency, never correctness.
             let _ = stream.set_nodelay(true);

@@ -119,12 +119,11 @@ fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bind: SocketA
         return;
     };
     let _ = stream.set_nodelay(true);
-    let worker = worker.clone();
-    monoio::spawn(async move {
-        // The gauge is opened against the snapshot just read; it is not held beyond that.
-        let _open = worker.stats.open_connection(&snap, bind);
-        drop(snap);
-        crate::http::proxy::serve(&worker, stream, peer, bind).await;
-        drop(slot);
-    });
+    // The gauge is opened against the snapshot just read; it is not held beyond that.
+    let open = worker.stats.open_connection(&snap, bind);
+    drop(snap);
+    // Spawned as is, not wrapped in another future: a wrapper would keep a second copy of
+    // the socket and addresses in every connection's task.
+    let serve = crate::http::proxy::serve(worker.clone(), stream, peer, bind, (open, slot));
+    monoio::spawn(serve);
 }

@@ -1,0 +1,122 @@
+//! What a client connection needs only while a request is read or served, lent by the
+//! worker and given back when the connection goes idle.
+//!
+//! An idle keep-alive connection then holds its socket and a few empty `Vec` headers,
+//! nothing else: no read buffer (it waits for readiness before it takes one), no head copy,
+//! no hash key, no attempt records. Ten thousand idle SDK clients cost what their sockets
+//! cost, as with nginx, which frees a keep-alive connection's request pool and buffers in
+//! the same way (`ngx_http_set_keepalive`). A busy worker reuses the same few scratch sets,
+//! so lending is a `Vec` pop and push, not an allocation.
+
+use crate::http::io::{Inbound, READ_CHUNK};
+use crate::http::proxy::Downstream;
+use crate::http::vars::UpstreamTry;
+use crate::worker::Worker;
+
+/// Scratch sets a worker keeps for reuse; more than this many requests in flight at once
+/// allocate their own and free them afterwards.
+const SPARE_SCRATCH: usize = 1024;
+/// A read buffer that grew beyond this (a long head, a large pipelined burst) is not kept.
+const KEEP_READ_BUFFER: usize = 4 * READ_CHUNK;
+/// A head copy that grew beyond this is not kept.
+const KEEP_HEAD_BUFFER: usize = 16 * 1024;
+
+/// The per-request buffers of one connection.
+#[derive(Default)]
+pub struct Scratch {
+    /// Backing store of `Downstream::inbound`.
+    read: Vec<u8>,
+    head: Vec<u8>,
+    key: Vec<u8>,
+    tries: Vec<UpstreamTry>,
+}
+
+impl Scratch {
+    fn fresh() -> Scratch {
+        Scratch {
+            read: Vec::with_capacity(READ_CHUNK),
+            ..Scratch::default()
+        }
+    }
+
+    /// Whether this set is worth keeping for the next connection.
+    fn reusable(&self) -> bool {
+        self.read.capacity() >= READ_CHUNK
+            && self.read.capacity() <= KEEP_READ_BUFFER
+            && self.head.capacity() <= KEEP_HEAD_BUFFER
+    }
+}
+
+impl Worker {
+    fn lend_scratch(&self) -> Scratch {
+        self.scratch
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(Scratch::fresh)
+    }
+
+    fn return_scratch(&self, mut s: Scratch) {
+        let mut spare = self.scratch.borrow_mut();
+        if spare.len() < SPARE_SCRATCH && s.reusable() {
+            s.read.clear();
+            s.head.clear();
+            s.key.clear();
+            s.tries.clear();
+            spare.push(s);
+        }
+    }
+}
+
+impl Downstream {
+    /// Whether the connection holds a scratch set (it has a read buffer).
+    pub fn has_scratch(&self) -> bool {
+        self.inbound.capacity() > 0
+    }
+
+    /// Takes a scratch set from the worker before reading (no-op if one is held).
+    pub fn take_scratch(&mut self, worker: &Worker) {
+        if self.has_scratch() {
+            return;
+        }
+        let s = worker.lend_scratch();
+        self.inbound = Inbound::from_vec(s.read);
+        self.head_buf = s.head;
+        self.key = s.key;
+        self.tries = s.tries;
+    }
+
+    /// Gives the scratch set back while the connection waits for its next request. Only an
+    /// empty inbound can go: pipelined bytes already read stay with the connection.
+    pub fn give_scratch(&mut self, worker: &Worker) {
+        if !self.has_scratch() || !self.inbound.is_empty() {
+            return;
+        }
+        let s = Scratch {
+            read: self.inbound.take_vec(),
+            head: std::mem::take(&mut self.head_buf),
+            key: std::mem::take(&mut self.key),
+            tries: std::mem::take(&mut self.tries),
+        };
+        worker.return_scratch(s);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_buffers_are_not_kept() {
+        let mut s = Scratch::fresh();
+        assert!(s.reusable());
+        s.read.reserve(KEEP_READ_BUFFER * 2);
+        assert!(!s.reusable());
+        let mut s = Scratch::fresh();
+        s.head.reserve(KEEP_HEAD_BUFFER * 2);
+        assert!(!s.reusable());
+        assert!(
+            !Scratch::default().reusable(),
+            "a set without a read buffer"
+        );
+    }
+}
