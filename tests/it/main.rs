@@ -17,6 +17,7 @@ mod harness;
 mod headers;
 mod health;
 mod lifecycle;
+mod llm_sim;
 mod misbehaving;
 mod mutation;
 mod pool;
