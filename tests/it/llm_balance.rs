@@ -116,7 +116,7 @@ both_drivers!(a_body_without_a_prompt_falls_back_and_is_still_served);
 fn flood(driver: &str, factor: u32, n: usize) -> Vec<usize> {
     let handler = |name: &'static str| {
         move |_: &Request, c: &mut Conn| {
-            c.sleep_ms(600);
+            c.sleep_ms(1500);
             c.ok(name);
         }
     };
@@ -174,7 +174,7 @@ fn delayed(name: &'static str, delay_ms: u64) -> Backend {
 }
 
 fn least_time_moves_traffic_away_from_a_slow_server(driver: &str) {
-    let (fast, slow) = (delayed("fast", 0), delayed("slow", 150));
+    let (fast, slow) = (delayed("fast", 0), delayed("slow", 400));
     let toml = config(
         "",
         "balance = \"least_time\"",
