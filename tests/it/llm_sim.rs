@@ -311,3 +311,34 @@ fn a_stream_through_the_proxy_arrives_intact(driver: &str) {
     assert_eq!(json(&r.text())["usage"]["completion_tokens"], 20);
 }
 both_drivers!(a_stream_through_the_proxy_arrives_intact);
+
+/// Through the proxy: a client that leaves mid-stream, or while its request waits in the
+/// server's queue, stops the generation (the proxy closes its upstream connection, and the
+/// simulator's running and waiting counts drop).
+fn a_client_leaving_the_proxy_stops_the_generation(driver: &str) {
+    let sim = LlmSim::start(&["--slots", "1", "--decode-ms-per-token", "20"]);
+    let p = Proxy::start(driver, &single(sim.addr));
+    let mut streaming = Client::connect(p.addr);
+    streaming.send(post("/v1/chat/completions", &chat_body("a", true, 1000)));
+    assert_eq!(streaming.read_head().status, 200);
+    streaming.next_chunk().expect("a first token");
+    let mut queued = Client::connect(p.addr);
+    queued.send(post("/v1/chat/completions", &chat_body("b", true, 1000)));
+    assert!(wait_until(Duration::from_secs(2), || {
+        sim.running_waiting() == (1, 1)
+    }));
+    drop(queued);
+    assert!(
+        wait_until(Duration::from_secs(1), || sim.running_waiting() == (1, 0)),
+        "{:?}",
+        sim.running_waiting()
+    );
+    drop(streaming);
+    assert!(
+        wait_until(Duration::from_secs(1), || sim.running_waiting() == (0, 0)),
+        "{:?}",
+        sim.running_waiting()
+    );
+    assert_eq!(sim.metric("ringway_sim_requests_cancelled_total"), 2.0);
+}
+both_drivers!(a_client_leaving_the_proxy_stops_the_generation);
