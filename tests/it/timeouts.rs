@@ -254,7 +254,7 @@ fn client_that_takes_no_response_is_let_go_after_send_timeout(driver: &str) {
         driver,
         &config("", "send_timeout = \"500ms\"", &[server(b.addr(), "")]),
     );
-    let mut c = Client::connect(p.addr);
+    let mut c = Client::connect_with_small_window(p.addr);
     c.send("GET / HTTP/1.1\r\nHost: t\r\n\r\n");
     std::thread::sleep(Duration::from_millis(1500));
     assert!(

@@ -75,6 +75,18 @@ impl Client {
     /// Connects from `local` (any 127.0.0.0/8 address works on Linux loopback), so the
     /// proxy sees a chosen client address.
     pub fn connect_from(local: Ipv4Addr, addr: SocketAddr) -> Client {
+        Client::connect_raw(local, addr, None)
+    }
+
+    /// Connects with a fixed 64 KiB receive buffer (no autotuning): a client that stops
+    /// reading then blocks the proxy's writes after a few MiB, whatever the host's
+    /// `net.ipv4.tcp_rmem` allows (32 MiB here, room for a whole 64 MiB response between
+    /// the two sockets' buffers).
+    pub fn connect_with_small_window(addr: SocketAddr) -> Client {
+        Client::connect_raw(Ipv4Addr::LOCALHOST, addr, Some(64 * 1024))
+    }
+
+    fn connect_raw(local: Ipv4Addr, addr: SocketAddr, rcvbuf: Option<libc::c_int>) -> Client {
         let SocketAddr::V4(remote) = addr else {
             panic!("IPv4 only")
         };
@@ -93,6 +105,16 @@ impl Client {
                 sin_zero: [0; 8],
             };
             let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            if let Some(size) = rcvbuf {
+                let rc = libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUF,
+                    (&raw const size).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+                assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+            }
             let local_sa = sa(local, 0);
             if libc::bind(fd, (&raw const local_sa).cast(), len) != 0 {
                 let e = std::io::Error::last_os_error();
