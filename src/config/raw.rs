@@ -131,6 +131,7 @@ pub struct RawUpstream {
     pub health_check: Option<Spanned<RawHealthCheck>>,
     pub queue: Option<Spanned<RawQueue>>,
     pub slow_start: Option<Spanned<Dur>>,
+    pub load_feedback: Option<Spanned<RawLoadFeedback>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -168,6 +169,16 @@ pub struct RawHealthCheck {
     pub rise: Option<Spanned<i64>>,
     pub fall: Option<Spanned<i64>>,
     pub expect: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadFeedback {
+    pub preset: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub waiting: Option<Spanned<String>>,
+    pub running: Option<Spanned<String>>,
+    pub interval: Option<Spanned<Dur>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

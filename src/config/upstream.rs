@@ -1,5 +1,6 @@
 //! `[upstreams.NAME]` tables to [`Group`]s: servers, balancing policy and hash key, timeouts,
-//! retry conditions (`next_upstream`) and the queue; `health_check` is read in [`super::health`].
+//! retry conditions (`next_upstream`) and the queue; `health_check` is read in [`super::health`],
+//! `load_feedback` in [`super::feedback`].
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -51,11 +52,16 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
         Zero::Allowed,
     ))
     .filter(|d| !d.is_zero());
+    let load_feedback = raw
+        .load_feedback
+        .as_ref()
+        .map(|f| super::feedback::load_feedback(r, f, &key("load_feedback")));
     Group {
         name: name.get_ref().clone(),
         peers: Peers::new(policy, servers)
             .with_slow_start(slow_start)
-            .with_queue(queue.is_some()),
+            .with_queue(queue.is_some())
+            .with_load_feedback(load_feedback.as_ref().map(|f| f.interval)),
         hash_key,
         keepalive: r.int(&raw.keepalive, &key("keepalive"), 64, 0..=100_000) as usize,
         keepalive_requests: r.int(
@@ -94,6 +100,7 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
             .map(|h| super::health::health_check(r, h, &key("health_check"))),
         queue,
         slow_start,
+        load_feedback,
     }
 }
 
