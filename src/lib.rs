@@ -18,7 +18,8 @@
 //! validate → inherit → one `ArcSwap::store` → [`worker::inbox::WorkerMsg`] to each
 //! worker), SIGQUIT → [`control::stop::drain`], SIGUSR2 → [`control::upgrade`]. Active
 //! health checks run on one prober thread ([`control::health::Prober`]), which follows the
-//! snapshot and sets the servers' shared marks.
+//! snapshot and sets the servers' shared marks; the same thread polls `load_feedback`
+//! ([`control::health::feedback`]).
 //!
 //! # Glossary
 //! - *downstream*: the client side of a connection.

@@ -336,6 +336,21 @@ pub struct HealthCheck {
     pub expect: (u16, u16),
 }
 
+/// `load_feedback`: the prober polls each server's metrics page
+/// ([`crate::control::health::feedback`]) and the balancers add what it reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadFeedback {
+    /// The metrics page, `/metrics` unless configured.
+    pub path: String,
+    /// The metric counting requests waiting in the server's queue (summed over labels).
+    pub waiting: Option<String>,
+    /// The metric counting requests the server is running.
+    pub running: Option<String>,
+    /// Time between two polls of one server; also each poll's time limit. A report older
+    /// than three intervals is ignored.
+    pub interval: Duration,
+}
+
 /// `queue`: how many requests may wait for a server below `max_conns`, and how long each.
 /// The line itself is `Peers::queue` (process-wide, kept over reloads by group name).
 pub struct Queue {
@@ -370,4 +385,5 @@ pub struct Group {
     pub health_check: Option<HealthCheck>,
     pub queue: Option<Queue>,
     pub slow_start: Option<Duration>,
+    pub load_feedback: Option<LoadFeedback>,
 }

@@ -197,7 +197,7 @@ impl Bound {
         let (mut load, mut weights) = (0u64, 0u64);
         for &idx in peers.primaries.iter() {
             if peers.available(idx as usize, now_ms) {
-                load += u64::from(peers.load(idx as usize));
+                load += u64::from(peers.load(idx as usize, now_ms));
                 weights += peers.weight(idx as usize, now_ms);
             }
         }
@@ -212,7 +212,7 @@ impl Bound {
         let weight = u128::from(peers.weight(idx, now_ms));
         let cap =
             (u128::from(self.scaled_total) * weight).div_ceil(u128::from(self.scaled_weights));
-        u128::from(peers.load(idx)) < cap
+        u128::from(peers.load(idx, now_ms)) < cap
     }
 }
 

@@ -1,6 +1,7 @@
 //! least_conn: the fewest active requests relative to weight, ties by smooth round robin.
 //!
-//! Active counts are process-wide (every worker's requests count), read from the marks. As in
+//! Active counts are process-wide (every worker's requests count), read from the marks,
+//! plus what the servers report with `load_feedback` ([`Peers::load`]). As in
 //! nginx, one pass finds the best ratio, then one smooth weighted round robin step runs among
 //! the servers that share it. Ratios are compared by cross-multiplying (`active_a * weight_b`
 //! vs `active_b * weight_a`): exact, no division. The tied servers are remembered on the stack
@@ -35,7 +36,7 @@ pub(super) fn pick(
             }
             Fit::Out => continue,
         }
-        let active = u64::from(peers.load(idx as usize));
+        let active = u64::from(peers.load(idx as usize, now_ms));
         let weight = peers.weight(idx as usize, now_ms);
         let better = match best {
             Some((best_active, best_weight)) => {
@@ -65,7 +66,8 @@ pub(super) fn pick(
     }
     let chosen = round_robin::step(peers, set, current, now_ms, |idx| {
         peers.fit(idx, tried, now_ms) == Fit::Usable
-            && u64::from(peers.load(idx)) * best_weight <= best_active * peers.weight(idx, now_ms)
+            && u64::from(peers.load(idx, now_ms)) * best_weight
+                <= best_active * peers.weight(idx, now_ms)
     });
     Some(chosen.unwrap_or(tied[0] as usize))
 }

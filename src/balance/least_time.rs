@@ -98,7 +98,7 @@ impl TimeMark {
 /// The score of `idx` (lower is better): (load + 1) × estimate / weight, as a fraction
 /// compared by cross-multiplying. Gives (numerator, weight).
 fn score(peers: &Peers, idx: usize, now_ms: u64) -> (u128, u128) {
-    let load = u128::from(peers.load(idx));
+    let load = u128::from(peers.load(idx, now_ms));
     let estimate = peers
         .marks
         .time(idx)
@@ -116,7 +116,7 @@ pub(super) fn faster(peers: &Peers, a: usize, b: usize, now_ms: u64) -> usize {
     let (score_a, weight_a) = score(peers, a, now_ms);
     let (score_b, weight_b) = score(peers, b, now_ms);
     let (left, right) = (score_a * weight_b, score_b * weight_a);
-    if left < right || (left == right && peers.load(a) <= peers.load(b)) {
+    if left < right || (left == right && peers.load(a, now_ms) <= peers.load(b, now_ms)) {
         a
     } else {
         b

@@ -22,6 +22,11 @@ const START_BITS: u32 = 48;
 const START_MASK: u64 = (1 << START_BITS) - 1;
 /// The failure count has the remaining 16 bits; `max_fails` above this behaves like this.
 const MAX_COUNT: u32 = u16::MAX as u32;
+/// Bits of `FailMark::feedback` that hold when it was reported (ms since process start: 34
+/// years); the count of other requests has the remaining 24.
+const AT_BITS: u32 = 40;
+const AT_MASK: u64 = (1 << AT_BITS) - 1;
+const MAX_OTHERS: u64 = (1 << (64 - AT_BITS)) - 1;
 
 /// Requests in flight on one server, process-wide (least_conn, random_two and max_conns),
 /// and least_time's estimate of its time to first byte: written at the start and the end of
@@ -47,6 +52,12 @@ struct FailMark {
     /// The server answered 429 or 503 with `Retry-After`: picks skip it while `now_ms` is
     /// below this, though it is not failed (`max_fails` ignores it, `server_up` stays 1).
     busy_until: AtomicU64,
+    /// Load feedback: requests the server reported beyond this process's own (high 24
+    /// bits) and when, in ms (low 40 bits); 0 = never. One word, so a pick reads a
+    /// consistent pair; written once per poll interval, so it shares this quiet line.
+    feedback: AtomicU64,
+    /// What the server itself reported last (waiting + running), for `/metrics`.
+    reported: AtomicU32,
     /// When the server last came back (probes up again, `down` lifted or added by a reload),
     /// in ms; 0 = never. With `down_until` (the end of a passive mark, which needs no write
     /// to be over) it starts the `slow_start` ramp.
@@ -231,6 +242,32 @@ impl Marks {
             .map_or(0, |mark| mark.busy_until.load(Relaxed))
     }
 
+    /// Records a poll of the server's own metrics at `now_ms`: it reported `reported`
+    /// requests, `others` of them not this process's.
+    pub(super) fn set_feedback(&self, idx: usize, others: u64, reported: u64, now_ms: u64) {
+        if let Some(mark) = self.fail_mark(idx) {
+            let packed = (others.min(MAX_OTHERS) << AT_BITS) | (now_ms.max(1) & AT_MASK);
+            mark.feedback.store(packed, Relaxed);
+            let reported = u32::try_from(reported).unwrap_or(u32::MAX);
+            mark.reported.store(reported, Relaxed);
+        }
+    }
+
+    /// The last poll: (requests not this process's, ms it was taken at; 0 = never).
+    #[inline]
+    pub(super) fn feedback(&self, idx: usize) -> (u64, u64) {
+        let packed = self
+            .fail_mark(idx)
+            .map_or(0, |mark| mark.feedback.load(Relaxed));
+        (packed >> AT_BITS, packed & AT_MASK)
+    }
+
+    /// What the server reported at its last poll (waiting + running).
+    pub(super) fn reported(&self, idx: usize) -> u64 {
+        self.fail_mark(idx)
+            .map_or(0, |mark| u64::from(mark.reported.load(Relaxed)))
+    }
+
     /// Records a probe verdict; a server the probes bring back is back since `now_ms`.
     pub(super) fn set_probe_up(&self, idx: usize, up: bool, now_ms: u64) {
         if let Some(mark) = self.fail_mark(idx) {
@@ -325,6 +362,17 @@ mod tests {
         );
         assert!(marks.healthy(0, 4000), "busy is not failed");
         assert_eq!(marks.busy_until(7), 0);
+    }
+
+    #[test]
+    fn feedback_keeps_its_count_and_time_together() {
+        let marks = Marks::new(1);
+        assert_eq!(marks.feedback(0), (0, 0), "never polled");
+        marks.set_feedback(0, 7, 9, 123_456);
+        assert_eq!((marks.feedback(0), marks.reported(0)), ((7, 123_456), 9));
+        marks.set_feedback(0, u64::MAX, u64::MAX, 5);
+        assert_eq!(marks.feedback(0), (MAX_OTHERS, 5));
+        assert_eq!(marks.reported(0), u64::from(u32::MAX));
     }
 
     #[test]

@@ -139,6 +139,9 @@ pub struct Peers {
     marks: Marks,
     /// `slow_start` in ms; 0 = off (weights are never ramped, nothing extra is read).
     slow_start_ms: u64,
+    /// `load_feedback`: a reported load older than this (ms) is ignored; 0 = off (the load
+    /// is the active count alone, nothing extra is read).
+    feedback_stale_ms: u64,
     /// Requests waiting for a slot; shared by every snapshot that has this group.
     queue: Arc<WaitQueue>,
     /// The group has `queue` set: a freed slot is offered to the queue first.
@@ -203,6 +206,7 @@ impl Peers {
             ring,
             marks,
             slow_start_ms: 0,
+            feedback_stale_ms: 0,
             queue: Arc::default(),
             queued: false,
             balance_factor: 0,
@@ -225,6 +229,13 @@ impl Peers {
     /// Sets the group's `slow_start`: servers that come back ramp up to their weight over it.
     pub fn with_slow_start(mut self, ramp: Option<Duration>) -> Peers {
         self.slow_start_ms = ramp.map_or(0, millis);
+        self
+    }
+
+    /// Sets the group's `load_feedback` poll interval: what the servers report counts in
+    /// their load (`load`) until it is three intervals old.
+    pub fn with_load_feedback(mut self, interval: Option<Duration>) -> Peers {
+        self.feedback_stale_ms = interval.map_or(0, |i| millis(i).saturating_mul(3).max(1));
         self
     }
 
@@ -388,6 +399,44 @@ impl Peers {
         slow_start::ramped(full, self.marks.back_since(idx), now_ms, self.slow_start_ms)
     }
 
+    /// The load the load-aware policies weigh (least_conn, least_time, random_two, and the
+    /// bound of `hash_balance_factor`): requests active on `idx` in this process, plus,
+    /// with `load_feedback`, the requests the server last reported that are not this
+    /// process's (other ringway nodes, other clients) — unless that report is stale.
+    /// The one place to add other signals of how busy a server is.
+    #[inline]
+    pub fn load(&self, idx: usize, now_ms: u64) -> u32 {
+        let active = self.marks.active(idx);
+        if self.feedback_stale_ms == 0 {
+            return active;
+        }
+        let (others, at) = self.marks.feedback(idx);
+        if at == 0 || now_ms.saturating_sub(at) > self.feedback_stale_ms {
+            return active;
+        }
+        // `others` has 24 bits: no overflow.
+        active.saturating_add(others as u32)
+    }
+
+    /// A poll of server `idx`'s own metrics found `reported` requests (waiting + running)
+    /// at `now_ms`. Those beyond this process's active ones are someone else's: they are
+    /// what `load` adds from now on (this process's own keep counting live).
+    pub fn report_load(&self, idx: usize, reported: u64, now_ms: u64) {
+        let own = u64::from(self.marks.active(idx));
+        self.marks
+            .set_feedback(idx, reported.saturating_sub(own), reported, now_ms);
+    }
+
+    /// What server `idx` reported at its last poll, unless that is stale or it was never
+    /// polled (`ringway_upstream_reported_load`).
+    pub fn reported_load(&self, idx: usize, now_ms: u64) -> Option<u64> {
+        let (_, at) = self.marks.feedback(idx);
+        let fresh = self.feedback_stale_ms != 0
+            && at != 0
+            && now_ms.saturating_sub(at) <= self.feedback_stale_ms;
+        fresh.then(|| self.marks.reported(idx))
+    }
+
     /// A request starts on server `idx` (least_conn / max_conns count), cap or not.
     pub fn begin(&self, idx: usize) {
         self.marks.begin(idx);
@@ -520,14 +569,6 @@ impl Peers {
 
     /// Active requests on `idx`, process-wide.
     pub fn active(&self, idx: usize) -> u32 {
-        self.marks.active(idx)
-    }
-
-    /// The load the load-aware policies weigh (least_time, random_two, and the bound of
-    /// `hash_balance_factor`): the requests in flight on `idx`, process-wide. The one place
-    /// to add other signals of how busy a server is.
-    #[inline]
-    pub fn load(&self, idx: usize) -> u32 {
         self.marks.active(idx)
     }
 

@@ -48,7 +48,10 @@ pub(super) fn pick(
 
 /// The candidate with the lower load relative to weight (the first on a tie).
 pub(super) fn less_loaded(peers: &Peers, a: usize, b: usize, now_ms: u64) -> usize {
-    let (active_a, active_b) = (u64::from(peers.load(a)), u64::from(peers.load(b)));
+    let (active_a, active_b) = (
+        u64::from(peers.load(a, now_ms)),
+        u64::from(peers.load(b, now_ms)),
+    );
     let (weight_a, weight_b) = (peers.weight(a, now_ms), peers.weight(b, now_ms));
     if active_a * weight_b <= active_b * weight_a {
         a

@@ -531,3 +531,56 @@ fn every_server_busy_is_a_busy_pick_that_says_when_room_comes_back() {
     assert_eq!(picks(&peers, &Tried::default(), 1000, 1), [Pick::Busy]);
     assert_eq!(peers.busy_wait_ms(&Tried::default(), 1000), None);
 }
+
+#[test]
+fn reported_load_beyond_our_own_steers_least_conn_and_random_two() {
+    for policy in [Policy::LeastConn, Policy::RandomTwo] {
+        let peers = group(policy, vec![server(1), server(1)])
+            .with_load_feedback(Some(Duration::from_millis(100)));
+        // Server 0 runs 6 requests for someone else; one of ours runs on each.
+        peers.begin(0);
+        peers.begin(1);
+        peers.report_load(0, 7, 1000);
+        peers.report_load(1, 1, 1000);
+        assert_eq!((peers.load(0, 1000), peers.load(1, 1000)), (7, 1));
+        let chosen = picks(&peers, &Tried::default(), 1100, 20);
+        assert!(
+            chosen.iter().all(|p| *p == Pick::Server(1)),
+            "{policy:?}: {chosen:?}"
+        );
+        assert_eq!(peers.reported_load(0, 1100), Some(7));
+        // Our own new requests count at once, on top of the others' reported ones.
+        for _ in 0..6 {
+            peers.begin(1);
+        }
+        assert_eq!(peers.load(1, 1100), 7);
+    }
+}
+
+#[test]
+fn a_stale_report_is_ignored_and_feedback_off_reads_nothing() {
+    let peers = group(Policy::LeastConn, vec![server(1), server(1)])
+        .with_load_feedback(Some(Duration::from_millis(100)));
+    peers.report_load(0, 50, 1000);
+    assert_eq!(
+        peers.load(0, 1300),
+        50,
+        "three intervals old is still fresh"
+    );
+    assert_eq!(peers.load(0, 1301), 0, "older is ignored");
+    assert_eq!(peers.reported_load(0, 1301), None);
+    let chosen = picks(&peers, &Tried::default(), 1301, 4);
+    assert!(chosen.contains(&Pick::Server(0)), "{chosen:?}");
+    // Never polled: nothing to add.
+    assert_eq!(
+        (peers.load(1, 1000), peers.reported_load(1, 1000)),
+        (0, None)
+    );
+    // Without load_feedback a report (there is none in practice) is never read.
+    let plain = group(Policy::LeastConn, vec![server(1)]);
+    plain.report_load(0, 50, 1000);
+    assert_eq!(
+        (plain.load(0, 1000), plain.reported_load(0, 1000)),
+        (0, None)
+    );
+}

@@ -10,6 +10,7 @@
 //! Values with units are parsed in [`units`]; positions and key paths live in [`source`].
 
 mod check;
+mod feedback;
 mod health;
 mod listener;
 mod raw;

@@ -136,6 +136,7 @@ pub struct RawUpstream {
     pub first_byte_timeout: Option<Spanned<Dur>>,
     pub hash_balance_factor: Option<Spanned<i64>>,
     pub prompt_prefix: Option<Spanned<Size>>,
+    pub load_feedback: Option<Spanned<RawLoadFeedback>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -175,6 +176,16 @@ pub struct RawHealthCheck {
     pub rise: Option<Spanned<i64>>,
     pub fall: Option<Spanned<i64>>,
     pub expect: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoadFeedback {
+    pub preset: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub waiting: Option<Spanned<String>>,
+    pub running: Option<Spanned<String>>,
+    pub interval: Option<Spanned<Dur>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,5 +1,6 @@
 //! `[upstreams.NAME]` tables to [`Group`]s: servers, balancing policy and hash key, timeouts,
-//! retry conditions (`next_upstream`) and the queue; `health_check` is read in [`super::health`].
+//! retry conditions (`next_upstream`) and the queue; `health_check` is read in [`super::health`],
+//! `load_feedback` in [`super::feedback`].
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -54,6 +55,10 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
         Zero::Allowed,
     ))
     .filter(|d| !d.is_zero());
+    let load_feedback = raw
+        .load_feedback
+        .as_ref()
+        .map(|f| super::feedback::load_feedback(r, f, &key("load_feedback")));
     let read_timeout = timeout(r, &raw.read_timeout, "read_timeout", Zero::Rejected);
     // Varnish's first_byte_timeout: a non-streamed generation's whole run; by default
     // the head is waited for like any other read.
@@ -68,7 +73,8 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
         peers: Peers::new(policy, servers)
             .with_slow_start(slow_start)
             .with_queue(queue.is_some())
-            .with_balance_factor(balance_factor(r, raw, &base, policy)),
+            .with_balance_factor(balance_factor(r, raw, &base, policy))
+            .with_load_feedback(load_feedback.as_ref().map(|f| f.interval)),
         prompt_prefix: prompt_prefix(r, raw, &base, policy),
         first_byte_timeout,
         hash_key,
@@ -109,6 +115,7 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
             .map(|h| super::health::health_check(r, h, &key("health_check"))),
         queue,
         slow_start,
+        load_feedback,
     }
 }
 

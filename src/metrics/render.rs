@@ -39,6 +39,9 @@ pub struct ServerGauge {
     pub active: u32,
     /// Ms until the server's busy mark (its own `Retry-After`) ends; 0 when not busy.
     pub busy_ms: u64,
+    /// What the server reported (waiting + running) at its last `load_feedback` poll, while
+    /// that is fresh.
+    pub reported: Option<u64>,
 }
 
 /// One upstream group's wait queue, read at scrape time (process-wide, kept over reloads).
@@ -101,6 +104,7 @@ impl Gauges {
                     Some(g) => {
                         g.active += peers.active(idx);
                         g.busy_ms = g.busy_ms.max(peers.busy_ms(idx, now_ms));
+                        g.reported = g.reported.or(peers.reported_load(idx, now_ms));
                         if state == ServerState::Up {
                             g.state = state;
                         }
@@ -111,6 +115,7 @@ impl Gauges {
                         state,
                         active: peers.active(idx),
                         busy_ms: peers.busy_ms(idx, now_ms),
+                        reported: peers.reported_load(idx, now_ms),
                     }),
                 }
             }
@@ -315,6 +320,20 @@ fn gauge_families(out: &mut String, report: &StatsReport, g: &Gauges) {
             ("server", s.server.as_str()),
         ];
         sample(out, "ringway_upstream_active_requests", &labels, s.active);
+    }
+    family(
+        out,
+        "ringway_upstream_reported_load",
+        "gauge",
+        "Requests the server itself reported (waiting + running) at its last load_feedback poll; absent while stale or never polled.",
+    );
+    for s in &g.servers {
+        let Some(reported) = s.reported else { continue };
+        let labels = [
+            ("upstream", s.upstream.as_str()),
+            ("server", s.server.as_str()),
+        ];
+        sample(out, "ringway_upstream_reported_load", &labels, reported);
     }
     process_families(out, g);
 }

@@ -274,6 +274,7 @@ fn small_gauges() -> Gauges {
             state: ServerState::Failed,
             active: 4,
             busy_ms: 2500,
+            reported: Some(11),
         }],
         missing_workers: 0,
         access_log_dropped: 7,
@@ -340,6 +341,9 @@ ringway_upstream_health_changes_total{upstream=\"b\",server=\"127.0.0.1:1801\",t
 # HELP ringway_upstream_active_requests Requests in flight on the server, process-wide.
 # TYPE ringway_upstream_active_requests gauge
 ringway_upstream_active_requests{upstream=\"b\",server=\"127.0.0.1:1801\"} 4
+# HELP ringway_upstream_reported_load Requests the server itself reported (waiting + running) at its last load_feedback poll; absent while stale or never polled.
+# TYPE ringway_upstream_reported_load gauge
+ringway_upstream_reported_load{upstream=\"b\",server=\"127.0.0.1:1801\"} 11
 # HELP ringway_queue_depth Requests waiting for a server below max_conns.
 # TYPE ringway_queue_depth gauge
 ringway_queue_depth{upstream=\"b\"} 3

@@ -15,6 +15,7 @@ mod cli;
 mod edges;
 mod errors;
 mod failover;
+mod feedback;
 mod harness;
 mod headers;
 mod health;

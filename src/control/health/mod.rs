@@ -9,6 +9,8 @@
 //! - [`targets`]: which servers to probe and when (keyed by upstream name and address,
 //!   with jitter); [`checks`]: the rise/fall state machine; [`probe`]: one TCP or HTTP
 //!   probe; [`changes`]: `ringway_upstream_health_changes_total`.
+//! - [`feedback`]: `load_feedback` polls of each server's metrics page on the same
+//!   thread, read by [`prom_text`]; what they find goes into the servers' marks too.
 //!
 //! A state change is published through the server's shared marks
 //! ([`crate::balance::Peers::set_probe_up`]): every worker's next pick sees it, with no
@@ -16,7 +18,9 @@
 
 pub mod changes;
 pub mod checks;
+pub mod feedback;
 pub mod probe;
+pub mod prom_text;
 pub mod targets;
 
 use std::cell::RefCell;
@@ -30,6 +34,7 @@ use arc_swap::ArcSwap;
 
 use crate::snapshot::Snapshot;
 use changes::ChangeCounts;
+use feedback::Pollers;
 use targets::{Change, Key, Targets};
 
 /// Longest sleep of the loop: how soon it sees a reload or a stop, and how late a probe
@@ -86,12 +91,14 @@ pub async fn schedule(
         .map_or(1, |d| d.as_nanos() as u64)
         ^ u64::from(std::process::id());
     let targets = Rc::new(RefCell::new(Targets::new(seed)));
+    let pollers = Rc::new(RefCell::new(Pollers::new(seed.rotate_left(32))));
     let mut generation = None;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
         let snap = current.load_full();
         if generation != Some(snap.generation) {
             generation = Some(snap.generation);
+            pollers.borrow_mut().follow(&snap, now);
             let forgotten = targets.borrow_mut().follow(&snap, now);
             for key in forgotten {
                 // Still configured without health_check: probes no longer hold it out.
@@ -119,9 +126,42 @@ pub async fn schedule(
                 }
             });
         }
-        let next = targets.borrow().next_start();
+        start_polls(&pollers, &current, now);
+        let next = [targets.borrow().next_start(), pollers.borrow().next_start()]
+            .into_iter()
+            .flatten()
+            .min();
         let wait = next.map_or(TICK, |at| at.saturating_duration_since(now).min(TICK));
         monoio::time::sleep(wait).await;
+    }
+}
+
+/// Starts every `load_feedback` poll due at `now`, each as its own task (a stalled server
+/// holds up only its own poll, bounded by its interval). A failed poll publishes nothing:
+/// the last report stands until it is stale, and the balancers then ignore it.
+fn start_polls(pollers: &Rc<RefCell<Pollers>>, current: &Arc<ArcSwap<Snapshot>>, now: Instant) {
+    let due = pollers.borrow_mut().start_due(now);
+    for due in due {
+        let (pollers, current) = (pollers.clone(), current.clone());
+        monoio::spawn(async move {
+            let result = due.poll.run().await;
+            if !pollers
+                .borrow_mut()
+                .finish(&due.key, due.id, Instant::now())
+            {
+                return;
+            }
+            match result {
+                Ok(load) => {
+                    feedback::publish(&current.load(), &due.key, load, crate::clock::now_ms());
+                }
+                Err(reason) => crate::debug!(
+                    "load feedback from upstream {} server {}: {reason}; ignored",
+                    due.key.0,
+                    due.key.1
+                ),
+            }
+        });
     }
 }
 
