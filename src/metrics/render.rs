@@ -45,6 +45,8 @@ pub struct ServerGauge {
     pub backup: bool,
     /// Probe verdict, passive mark and `slow_start` ramp, read with `state`.
     pub standing: Standing,
+    /// Ms until the server's busy mark (its own `Retry-After`) ends; 0 when not busy.
+    pub busy_ms: u64,
 }
 
 /// One upstream group's wait queue, read at scrape time (process-wide, kept over reloads).
@@ -106,6 +108,7 @@ impl Gauges {
                     // Its share of the active requests is added; it is up if either is.
                     Some(g) => {
                         g.active += peers.active(idx);
+                        g.busy_ms = g.busy_ms.max(peers.busy_ms(idx, now_ms));
                         if state == ServerState::Up {
                             g.state = state;
                         }
@@ -119,6 +122,7 @@ impl Gauges {
                         weight: s.weight,
                         backup: s.backup,
                         standing: peers.standing(idx, now_ms),
+                        busy_ms: peers.busy_ms(idx, now_ms),
                     }),
                 }
             }
@@ -277,6 +281,20 @@ fn gauge_families(out: &mut String, report: &StatsReport, g: &Gauges) {
             ("server", s.server.as_str()),
         ];
         sample(out, "ringway_upstream_server_up", &labels, up);
+    }
+    family(
+        out,
+        "ringway_upstream_server_busy",
+        "gauge",
+        "1 while the server is skipped because it answered 429 or 503 with Retry-After (busy, not failed).",
+    );
+    for s in &g.servers {
+        let labels = [
+            ("upstream", s.upstream.as_str()),
+            ("server", s.server.as_str()),
+        ];
+        let busy = u8::from(s.busy_ms > 0);
+        sample(out, "ringway_upstream_server_busy", &labels, busy);
     }
     family(
         out,

@@ -8,7 +8,8 @@
 //! so that a poller can take percentiles over any window, plus `p50_ms`/`p99_ms` over the
 //! whole life of the process ([`quantile_us`]). Fields are only ever added: the keys of
 //! the first version (`generation`, `draining`, `missing_workers`, `upstreams[].name`,
-//! `servers[].address/state/active_requests/requests/failures`) keep their meaning.
+//! `servers[].address/state/active_requests/requests/failures/busy_until_ms`) keep their
+//! meaning (`busy_until_ms` is the time *left*, 0 when not busy).
 
 use std::fmt::Write;
 
@@ -313,10 +314,11 @@ fn write_server(out: &mut String, report: &StatsReport, s: &ServerGauge, checks:
     let _ = write!(
         out,
         ",\"state\":\"{}\",\"active_requests\":{},\"requests\":{requests},\"failures\":{},\
-         \"retries\":{},\"weight\":{},\"backup\":{},\"max_conns\":{}",
+         \"busy_until_ms\":{},\"retries\":{},\"weight\":{},\"backup\":{},\"max_conns\":{}",
         s.state.as_str(),
         s.active,
         counts.failures,
+        s.busy_ms,
         counts.retries,
         s.weight,
         s.backup,

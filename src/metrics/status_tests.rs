@@ -73,7 +73,7 @@ fn status_renders_exactly() {
          \"upstreams\":[{\"name\":\"b\",\"balance\":\"least_conn\",\"health_check\":true,\
          \"slow_start_ms\":30000,\"queue\":{\"depth\":3,\"max\":50,\"full\":5,\"timed_out\":1},\
          \"requests_without_server\":1,\"servers\":[{\"address\":\"127.0.0.1:1801\",\
-         \"state\":\"failed\",\"active_requests\":4,\"requests\":7,\"failures\":2,\"retries\":1,\
+         \"state\":\"failed\",\"active_requests\":4,\"requests\":7,\"failures\":2,\"busy_until_ms\":2500,\"retries\":1,\
          \"weight\":1,\"backup\":false,\"max_conns\":8,\"health_check\":\"failing\",\
          \"failed_for_ms\":1500,\"responses\":{\"1xx\":0,\"2xx\":5,\"3xx\":0,\"4xx\":0,\"5xx\":2},\
          \"first_byte\":{\"count\":2,\"sum_ms\":37,\"p50_ms\":10,\"p99_ms\":49.5,\
@@ -93,7 +93,7 @@ fn the_first_versions_keys_are_all_still_there() {
     assert!(text.contains("\"upstreams\":[{\"name\":\"b\",\"queue\""));
     assert!(text.contains(
         "{\"address\":\"127.0.0.1:1801\",\"state\":\"failed\",\"active_requests\":4,\
-         \"requests\":5,\"failures\":2,"
+         \"requests\":5,\"failures\":2,\"busy_until_ms\":2500,"
     ));
     assert!(text.contains("\"last\":null"), "{text}");
 }

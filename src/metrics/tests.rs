@@ -277,6 +277,7 @@ pub(super) fn small_gauges() -> Gauges {
             weight: 1,
             backup: false,
             standing: Default::default(),
+            busy_ms: 2500,
         }],
         missing_workers: 0,
         access_log_dropped: 7,
@@ -334,6 +335,9 @@ ringway_active_connections{listener=\"web\"} 1
 # HELP ringway_upstream_server_up 1 if the server takes requests, 0 while it is down, failed max_fails or failing active checks.
 # TYPE ringway_upstream_server_up gauge
 ringway_upstream_server_up{upstream=\"b\",server=\"127.0.0.1:1801\"} 0
+# HELP ringway_upstream_server_busy 1 while the server is skipped because it answered 429 or 503 with Retry-After (busy, not failed).
+# TYPE ringway_upstream_server_busy gauge
+ringway_upstream_server_busy{upstream=\"b\",server=\"127.0.0.1:1801\"} 1
 # HELP ringway_upstream_health_changes_total Times active health checks took a server down or brought it back, by the state it changed to.
 # TYPE ringway_upstream_health_changes_total counter
 ringway_upstream_health_changes_total{upstream=\"b\",server=\"127.0.0.1:1801\",to=\"down\"} 1
