@@ -34,6 +34,8 @@ impl Policy {
             Policy::IpHash => "ip_hash",
             Policy::Hash => "hash",
             Policy::RandomTwo => "random_two",
+            Policy::LeastTime => "least_time",
+            Policy::Prompt => "prompt",
         }
     }
 }
@@ -144,13 +146,23 @@ mod tests {
             Policy::IpHash,
             Policy::Hash,
             Policy::RandomTwo,
+            Policy::LeastTime,
+            Policy::Prompt,
         ]
         .iter()
         .map(|p| p.name())
         .collect();
         assert_eq!(
             names,
-            ["round_robin", "least_conn", "ip_hash", "hash", "random_two"]
+            [
+                "round_robin",
+                "least_conn",
+                "ip_hash",
+                "hash",
+                "random_two",
+                "least_time",
+                "prompt"
+            ]
         );
     }
 }
