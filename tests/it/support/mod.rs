@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod browser;
 pub mod client;
+pub mod llm;
 pub mod load;
 pub mod proxy;
 
