@@ -73,8 +73,9 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
     drop(handover.inherited);
     let current = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
     let running = runtime::start(current.clone(), &listeners).map_err(|e| e.to_string())?;
+    control::state::state().mark_started();
     let admin = match admin {
-        Some(admin) => Some(admin.spawn(current.clone(), &running.links)?),
+        Some(admin) => Some(admin.spawn(current.clone(), &running.links, &running.drivers)?),
         None => None,
     };
     let health = control::health::Prober::start(current.clone())

@@ -25,7 +25,7 @@ pub struct Running {
     pub workers: Vec<JoinHandle<()>>,
     /// The control thread's end of each worker's inbox, same index as `workers`.
     pub links: Vec<WorkerLink>,
-    /// Which driver each worker ended up with ("io_uring" or "epoll").
+    /// Which driver each worker ended up with ("io_uring" or "epoll"), by worker id.
     pub drivers: Vec<&'static str>,
 }
 
@@ -38,7 +38,8 @@ pub fn start(current: Arc<ArcSwap<Snapshot>>, listeners: &ListenerSet) -> io::Re
     let mut handles = Vec::with_capacity(workers);
     let mut links = Vec::with_capacity(workers);
     let mut drivers = Vec::with_capacity(workers);
-    let (driver_tx, driver_rx) = crossbeam_channel::bounded(workers);
+    // One channel per worker, read in worker order: `drivers[id]` is worker `id`'s.
+    let mut driver_rxs = Vec::with_capacity(workers);
     for id in 0..workers {
         let sockets = listeners.for_worker(id)?;
         let core = if snapshot.runtime.pin_workers && !cores.is_empty() {
@@ -49,7 +50,8 @@ pub fn start(current: Arc<ArcSwap<Snapshot>>, listeners: &ListenerSet) -> io::Re
         let (link, inbox) = inbox::pair()?;
         let current = current.clone();
         let driver = snapshot.runtime.driver;
-        let driver_tx = driver_tx.clone();
+        let (driver_tx, driver_rx) = crossbeam_channel::bounded(1);
+        driver_rxs.push(driver_rx);
         let handle = std::thread::Builder::new()
             .name(format!("ringway-w{id}"))
             .spawn(move || {
@@ -62,8 +64,7 @@ pub fn start(current: Arc<ArcSwap<Snapshot>>, listeners: &ListenerSet) -> io::Re
         handles.push(handle);
         links.push(link);
     }
-    drop(driver_tx);
-    for _ in 0..workers {
+    for driver_rx in driver_rxs {
         match driver_rx.recv() {
             Ok(Ok(name)) => drivers.push(name),
             Ok(Err(e)) => return Err(e),

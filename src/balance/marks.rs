@@ -285,6 +285,18 @@ impl Marks {
         }
     }
 
+    /// Active health checks have the server down (`fall` bad probes, not yet `rise` good).
+    pub(super) fn probe_down(&self, idx: usize) -> bool {
+        self.fail_mark(idx)
+            .is_some_and(|mark| mark.probe_down.load(Relaxed))
+    }
+
+    /// When the server's passive failure mark ends (0 = never marked; in the past = over).
+    pub(super) fn down_until(&self, idx: usize) -> u64 {
+        self.fail_mark(idx)
+            .map_or(0, |mark| mark.down_until.load(Relaxed))
+    }
+
     /// When the server last became available: the later of its last comeback and the end
     /// of its last passive mark (0 = it never was out). Read from the line `healthy` reads.
     #[inline]

@@ -7,7 +7,8 @@
 //! Files: `round_robin.rs` (smooth weighted, also used for backups and as every policy's
 //! fallback), `least_conn.rs`, `hash.rs` (consistent ring and ip_hash), `random_two.rs`,
 //! `marks.rs` (the atomics), `slow_start.rs` (the weight of a server ramping back up),
-//! `queue.rs` (requests waiting for a slot when every server is at `max_conns`). Every
+//! `queue.rs` (requests waiting for a slot when every server is at `max_conns`),
+//! `standing.rs` (how a server stands, read for `/status`). Every
 //! policy picks among the primaries first; backups are chosen, by round robin among
 //! themselves, only when no primary is usable. *Usable* means not `down`, not marked by
 //! failures or probes, not tried for this request, and below `max_conns`. A pick allocates
@@ -26,6 +27,7 @@ pub mod queue;
 mod random_two;
 mod round_robin;
 mod slow_start;
+mod standing;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -33,6 +35,7 @@ use std::time::Duration;
 
 use marks::Marks;
 use queue::{FreedSlot, Grant, JoinError, Ticket, WaitQueue};
+pub use standing::{Ramp, Standing};
 
 /// Upper bound on servers in one group (keeps `Tried` a fixed-size bitset on the stack).
 pub const MAX_SERVERS: usize = 1024;

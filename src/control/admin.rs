@@ -1,5 +1,6 @@
-//! The admin listener (`[admin] bind`): `GET /metrics` (Prometheus text), `/healthz`,
-//! `/status` (JSON), over HTTP/1.1 with one request per connection.
+//! The admin listener (`[admin] bind`): `GET /` (the status page), `/metrics` (Prometheus
+//! text), `/healthz`, `/status` (JSON), over HTTP/1.1 with one request per connection.
+//! No authentication: it answers whoever reaches `[admin] bind`.
 //!
 //! It runs on its own threads with blocking std sockets, away from the workers: the
 //! `ringway-admin` thread accepts and hands connections to `ADMIN_THREADS` serving threads
@@ -9,6 +10,10 @@
 //! at most and nothing else. A scrape asks the workers for their counters
 //! ([`crate::metrics::Collector`], at most `COLLECT_WAIT`) and reads the server marks and
 //! the control state directly.
+//!
+//! The status page (`status_page.html`, compiled in) is one self-contained document that
+//! polls `/status` every second and does all its arithmetic (rates, percentiles over a
+//! window) itself: the proxy keeps no history for it, and a page costs a scrape a second.
 //!
 //! On a graceful stop it keeps answering (`/healthz` 503) until the process exits. On an
 //! upgrade the socket itself goes to the new binary with the listeners, and once that one
@@ -28,6 +33,7 @@ use crate::clock::now_ms;
 use crate::control::listeners::Inherited;
 use crate::metrics::Collector;
 use crate::metrics::render::{self, Gauges};
+use crate::metrics::status::{self, Layout, Process};
 use crate::snapshot::Snapshot;
 use crate::worker::inbox::WorkerLink;
 
@@ -45,6 +51,13 @@ const MAX_HEAD: usize = 8 * 1024;
 const COLLECT_WAIT: Duration = Duration::from_secs(1);
 /// Pause after an accept error (EMFILE and the like) so a full fd table does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// The status page: HTML, CSS and script in one file, nothing fetched from elsewhere.
+const STATUS_PAGE: &str = include_str!("status_page.html");
+/// What the page may load: only itself and `/status` from this origin (a stray external
+/// reference fails in the browser instead of leaking the operator's view anywhere).
+const PAGE_POLICY: &str = "Content-Security-Policy: default-src 'none'; \
+     script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; \
+     connect-src 'self'\r\n";
 
 /// The bound admin socket, not yet serving.
 pub struct AdminListener {
@@ -79,20 +92,25 @@ pub fn bind(
 struct Ctx {
     current: Arc<ArcSwap<Snapshot>>,
     collector: Collector,
+    /// Each worker's event-loop driver, by worker id (for `/status`).
+    drivers: Arc<[&'static str]>,
 }
 
 impl AdminListener {
     /// Starts serving: `current` for the gauges, `links` (`Running::links`) to reach the
-    /// workers. The threads run until the process exits or the handle closes the socket.
+    /// workers, `drivers` (`Running::drivers`) to tell. The threads run until the process
+    /// exits or the handle closes the socket.
     pub fn spawn(
         self,
         current: Arc<ArcSwap<Snapshot>>,
         links: &[WorkerLink],
+        drivers: &[&'static str],
     ) -> Result<AdminHandle, String> {
         let fail = |e: io::Error| format!("admin listener on {}: {e}", self.bind);
         let ctx = Ctx {
             current,
             collector: Collector::new(links).map_err(fail)?,
+            drivers: drivers.into(),
         };
         let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(ADMIN_QUEUE);
         for n in 0..ADMIN_THREADS {
@@ -118,7 +136,7 @@ impl AdminListener {
             .name("ringway-admin".into())
             .spawn(move || accept_loop(&listener, &tx, &stop))
             .map_err(fail)?;
-        crate::info!("admin listener on {bind} (/metrics, /healthz, /status)");
+        crate::info!("admin listener on {bind} (/ status page, /metrics, /healthz, /status)");
         Ok(handle)
     }
 }
@@ -235,31 +253,38 @@ fn read_request(stream: &mut TcpStream) -> io::Result<Option<(String, String)>> 
 fn route(method: &str, path: &str, ctx: &Ctx) -> Response {
     if method != "GET" {
         let mut r = Response::text(405, "only GET\n");
-        r.allow_get = true;
+        r.extra_headers = "Allow: GET\r\n";
         return r;
     }
     let path = path.split('?').next().unwrap_or_default();
     match path {
+        "/" => Response {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: STATUS_PAGE.to_string(),
+            extra_headers: PAGE_POLICY,
+        },
         "/healthz" => healthz(),
         "/metrics" => {
-            let (report, gauges) = scrape(ctx);
+            let (report, gauges, _) = scrape(ctx);
             Response {
                 status: 200,
                 content_type: render::PROMETHEUS_CONTENT_TYPE,
                 body: render::prometheus(&report, &gauges),
-                allow_get: false,
+                extra_headers: "",
             }
         }
         "/status" => {
-            let (report, gauges) = scrape(ctx);
+            let (report, gauges, snap) = scrape(ctx);
+            let process = Process::read(&ctx.drivers);
             Response {
                 status: 200,
                 content_type: "application/json",
-                body: render::status_json(&report, &gauges),
-                allow_get: false,
+                body: status::status_json(&report, &gauges, &Layout::read(&snap), &process),
+                extra_headers: "",
             }
         }
-        _ => Response::text(404, "not found: try /metrics, /healthz or /status\n"),
+        _ => Response::text(404, "not found: try /, /metrics, /healthz or /status\n"),
     }
 }
 
@@ -272,21 +297,21 @@ fn healthz() -> Response {
     }
 }
 
-/// The merged worker counters and the gauges read now.
-fn scrape(ctx: &Ctx) -> (crate::metrics::StatsReport, Gauges) {
+/// The merged worker counters, the gauges read now, and the snapshot they were read from.
+fn scrape(ctx: &Ctx) -> (crate::metrics::StatsReport, Gauges, Arc<Snapshot>) {
     let collected = ctx.collector.collect(COLLECT_WAIT);
     let snap = ctx.current.load_full();
     let mut gauges = Gauges::read(&snap, now_ms());
     gauges.missing_workers = collected.workers.saturating_sub(collected.answered);
-    (collected.report, gauges)
+    (collected.report, gauges, snap)
 }
 
 struct Response {
     status: u16,
     content_type: &'static str,
     body: String,
-    /// A 405 says what is allowed.
-    allow_get: bool,
+    /// Header lines of their own, each ending in CRLF (a 405's `Allow`, the page's policy).
+    extra_headers: &'static str,
 }
 
 impl Response {
@@ -295,7 +320,7 @@ impl Response {
             status,
             content_type: "text/plain; charset=utf-8",
             body: body.to_string(),
-            allow_get: false,
+            extra_headers: "",
         }
     }
 
@@ -308,13 +333,13 @@ impl Response {
             503 => "Service Unavailable",
             _ => "",
         };
-        let allow = if self.allow_get { "Allow: GET\r\n" } else { "" };
         let mut out = format!(
-            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}\
+            "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\
              Cache-Control: no-store\r\nConnection: close\r\n\r\n",
             self.status,
             self.content_type,
-            self.body.len()
+            self.body.len(),
+            self.extra_headers
         )
         .into_bytes();
         out.extend_from_slice(self.body.as_bytes());

@@ -43,7 +43,7 @@ pub fn reload(ctl: &mut Control) -> bool {
                 old.source.display(),
                 old.generation
             );
-            state().count_reload(false);
+            state().reloaded(generation, Some(message));
             return false;
         }
     };
@@ -63,7 +63,7 @@ pub fn reload(ctl: &mut Control) -> bool {
             crate::error!("reload: worker {worker} is gone");
         }
     }
-    state().count_reload(true);
+    state().reloaded(generation, None);
     crate::info!(
         "reloaded {} (generation {generation})",
         old.source.display()

@@ -8,7 +8,9 @@
 //! - [`collect`]: [`Collector`], held by the admin thread: sends `WorkerMsg::Report` to
 //!   every worker, waits a bounded time, and merges the name-keyed [`StatsReport`]s.
 //! - [`render`]: the process-wide gauges read straight from the snapshot at scrape time
-//!   ([`render::Gauges`]) and the two output formats.
+//!   ([`render::Gauges`]) and the Prometheus text.
+//! - [`status`]: the `/status` JSON (what the status page polls) and first-byte
+//!   percentiles from the histogram buckets.
 //!
 //! Label values: `listener` and `upstream` are configuration names, `server` is the
 //! server's address as configured (`127.0.0.1:1701`), `code` the status sent to the
@@ -17,6 +19,7 @@
 pub mod collect;
 pub mod local;
 pub mod render;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -159,5 +162,7 @@ impl StatsReport {
     }
 }
 
+#[cfg(test)]
+mod status_tests;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,6 @@
-//! Output of a scrape: the Prometheus text format (0.0.4) for `/metrics` and the JSON of
-//! `/status`, from the merged worker counters plus [`Gauges`] read from the snapshot.
+//! Output of a scrape: the Prometheus text format (0.0.4) for `/metrics`, from the merged
+//! worker counters plus [`Gauges`] read from the snapshot (the `/status` JSON, from the
+//! same inputs, is in [`super::status`]).
 //!
 //! Both are pure functions of their inputs, so tests compare exact text.
 
@@ -7,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt::{Display, Write};
 
 use super::{BUCKET_BOUNDS_US, Histogram, ServerCounts, ServerKey, StatsReport};
+use crate::balance::Standing;
 use crate::control::health::changes::ChangeCount;
 use crate::snapshot::Snapshot;
 
@@ -21,7 +23,7 @@ pub enum ServerState {
 }
 
 impl ServerState {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             ServerState::Up => "up",
             ServerState::Down => "down",
@@ -37,6 +39,12 @@ pub struct ServerGauge {
     pub server: String,
     pub state: ServerState,
     pub active: u32,
+    /// Configured `max_conns` (0 = no cap), `weight` and `backup` (for `/status`).
+    pub max_conns: u32,
+    pub weight: u32,
+    pub backup: bool,
+    /// Probe verdict, passive mark and `slow_start` ramp, read with `state`.
+    pub standing: Standing,
     /// Ms until the server's busy mark (its own `Retry-After`) ends; 0 when not busy.
     pub busy_ms: u64,
     /// What the server reported (waiting + running) at its last `load_feedback` poll, while
@@ -114,6 +122,10 @@ impl Gauges {
                         server,
                         state,
                         active: peers.active(idx),
+                        max_conns: s.max_conns,
+                        weight: s.weight,
+                        backup: s.backup,
+                        standing: peers.standing(idx, now_ms),
                         busy_ms: peers.busy_ms(idx, now_ms),
                         reported: peers.reported_load(idx, now_ms),
                     }),
@@ -485,54 +497,6 @@ fn seconds(us: u64) -> String {
     }
     let frac = format!("{frac:06}");
     format!("{whole}.{}", frac.trim_end_matches('0'))
-}
-
-/// The `/status` document: generation, draining, and per upstream per server its address,
-/// state, active requests, requests answered, failures and `busy_until_ms` (ms until its
-/// busy mark ends, 0 when not busy).
-pub fn status_json(report: &StatsReport, g: &Gauges) -> String {
-    let mut out = String::with_capacity(1024);
-    let _ = write!(
-        out,
-        "{{\"generation\":{},\"draining\":{},\"missing_workers\":{},\"upstreams\":[",
-        g.generation, g.draining, g.missing_workers
-    );
-    for (i, upstream) in g.upstreams.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str("{\"name\":");
-        json_string(&mut out, upstream);
-        out.push_str(",\"servers\":[");
-        let servers = g.servers.iter().filter(|s| &s.upstream == upstream);
-        for (j, s) in servers.enumerate() {
-            if j > 0 {
-                out.push(',');
-            }
-            let failures = report
-                .servers
-                .get(&ServerKey {
-                    upstream: s.upstream.clone(),
-                    server: s.server.clone(),
-                })
-                .map_or(0, |c| c.failures);
-            out.push_str("{\"address\":");
-            json_string(&mut out, &s.server);
-            let _ = write!(
-                out,
-                ",\"state\":\"{}\",\"active_requests\":{},\"requests\":{},\"failures\":{},\
-                 \"busy_until_ms\":{}}}",
-                s.state.as_str(),
-                s.active,
-                report.requests_for(&s.upstream, &s.server),
-                failures,
-                s.busy_ms
-            );
-        }
-        out.push_str("]}");
-    }
-    out.push_str("]}\n");
-    out
 }
 
 /// A JSON string literal: quote, backslash and control characters escaped.

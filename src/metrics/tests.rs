@@ -6,12 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::render::{Gauges, QueueGauge, ServerGauge, ServerState, prometheus, status_json};
+use super::render::{Gauges, QueueGauge, ServerGauge, ServerState, prometheus};
 use super::*;
 use crate::control::health::changes::ChangeCount;
 use crate::snapshot::Snapshot;
 
-fn snapshot(text: &str, generation: u64) -> Arc<Snapshot> {
+pub(super) fn snapshot(text: &str, generation: u64) -> Arc<Snapshot> {
     match crate::config::load_str(text, Path::new("t.toml"), generation) {
         Ok(s) => Arc::new(s),
         Err(e) => panic!("{e:#?}"),
@@ -22,14 +22,14 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-const L: &str = "127.0.0.1:1700";
+pub(super) const L: &str = "127.0.0.1:1700";
 
 /// The index of listener `L` in `snap`.
 fn at(snap: &Snapshot) -> usize {
     snap.listener_index(addr(L)).expect("listener L")
 }
-const X: &str = "127.0.0.1:1801";
-const Y: &str = "127.0.0.1:1802";
+pub(super) const X: &str = "127.0.0.1:1801";
+pub(super) const Y: &str = "127.0.0.1:1802";
 const Z: &str = "127.0.0.1:1803";
 
 /// Generation 1: listener "web" → group "b" with servers X, Y.
@@ -56,7 +56,7 @@ fn gen2() -> Arc<Snapshot> {
     )
 }
 
-fn key(upstream: &str, server: &str, code: u16) -> RequestKey {
+pub(super) fn key(upstream: &str, server: &str, code: u16) -> RequestKey {
     RequestKey {
         listener: "web".into(),
         upstream: upstream.into(),
@@ -255,7 +255,7 @@ fn label_values_are_escaped() {
     );
 }
 
-fn small_gauges() -> Gauges {
+pub(super) fn small_gauges() -> Gauges {
     Gauges {
         generation: 3,
         draining: false,
@@ -273,6 +273,10 @@ fn small_gauges() -> Gauges {
             server: X.into(),
             state: ServerState::Failed,
             active: 4,
+            max_conns: 0,
+            weight: 1,
+            backup: false,
+            standing: Default::default(),
             busy_ms: 2500,
             reported: Some(11),
         }],
@@ -371,23 +375,6 @@ ringway_access_log_dropped_total 7
     assert!(text.contains(
         "ringway_upstream_first_byte_seconds_bucket{upstream=\"b\",server=\"127.0.0.1:1801\",le=\"+Inf\"} 1\n"
     ));
-}
-
-#[test]
-fn status_renders_exactly() {
-    let mut r = StatsReport::default();
-    r.requests.insert(key("b", X, 200), 5);
-    r.requests.insert(key("b", X, 502), 2);
-    r.server_mut("b", X).failures = 2;
-    let mut g = small_gauges();
-    g.upstreams.push("q\"uoted".into());
-    assert_eq!(
-        status_json(&r, &g),
-        "{\"generation\":3,\"draining\":false,\"missing_workers\":0,\"upstreams\":[\
-         {\"name\":\"b\",\"servers\":[{\"address\":\"127.0.0.1:1801\",\"state\":\"failed\",\
-         \"active_requests\":4,\"requests\":7,\"failures\":2,\"busy_until_ms\":2500}]},\
-         {\"name\":\"q\\\"uoted\",\"servers\":[]}]}\n"
-    );
 }
 
 #[test]

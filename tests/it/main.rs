@@ -31,6 +31,7 @@ mod reload;
 mod retries;
 mod routes;
 mod runtime;
+mod status_page;
 mod timeouts;
 mod tools;
 mod upgrade;

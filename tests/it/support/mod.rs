@@ -1,11 +1,13 @@
 //! The end-to-end harness: the real proxy binary ([`Proxy`]), scriptable std backends
-//! ([`Backend`]), a raw-socket HTTP client ([`Client`]) and small helpers (free ports, bounded
+//! ([`Backend`]), a raw-socket HTTP client ([`Client`]), headless Chromium
+//! ([`browser::Browser`]) and small helpers (free ports, bounded
 //! waits, the `both_drivers!` macro).
 
 // A toolkit: each test binary build uses only some of its helpers.
 #![allow(dead_code)]
 
 pub mod backend;
+pub mod browser;
 pub mod client;
 pub mod llm;
 pub mod load;
