@@ -32,6 +32,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod http;
+pub mod import;
 pub mod log;
 pub mod metrics;
 pub mod runtime;

@@ -40,6 +40,22 @@ enum Command {
         #[arg(long = "bind", required = true)]
         bind: Vec<SocketAddr>,
     },
+    /// Convert an nginx configuration (nginx.conf or a conf.d/ file) to ringway TOML.
+    ImportNginx {
+        /// The nginx file; its includes are followed.
+        file: PathBuf,
+        /// Where to write the TOML (default: stdout).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+    /// Convert an HAProxy configuration to ringway TOML.
+    ImportHaproxy {
+        /// The haproxy.cfg file.
+        file: PathBuf,
+        /// Where to write the TOML (default: stdout).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -53,6 +69,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Demo) => ringway::demo::run(),
         Some(Command::Backend { bind }) => backend(bind),
+        Some(Command::ImportNginx { file, output }) => {
+            import(ringway::import::nginx(&file), output.as_deref())
+        }
+        Some(Command::ImportHaproxy { file, output }) => {
+            import(ringway::import::haproxy(&file), output.as_deref())
+        }
         None if cli.test => return check(&cli.config),
         None => match cli.signal {
             Some(name) => signal(&cli.config, &name),
@@ -108,5 +130,28 @@ fn backend(bind: Vec<SocketAddr>) -> Result<(), String> {
     let handle = ringway::demo::spawn_backends(bind).map_err(|e| e.to_string())?;
     ringway::control::wait_for_stop();
     drop(handle);
+    Ok(())
+}
+
+/// Prints every notice to stderr, then writes the TOML to `output` (or stdout).
+fn import(
+    result: Result<ringway::import::Import, ringway::import::ImportError>,
+    output: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let done = result.map_err(|e| e.to_string())?;
+    for notice in &done.notes.list {
+        eprintln!("{notice}");
+    }
+    let warnings = done.notes.warnings().count();
+    match output {
+        Some(path) => std::fs::write(path, &done.toml)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        None => print!("{}", done.toml),
+    }
+    eprintln!(
+        "ringway: converted with {warnings} warning(s) and {} note(s); check with: ringway -t -c {}",
+        done.notes.list.len() - warnings,
+        output.map_or("FILE".into(), |p| p.display().to_string())
+    );
     Ok(())
 }

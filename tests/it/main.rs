@@ -16,6 +16,7 @@ mod failover;
 mod harness;
 mod headers;
 mod health;
+mod import;
 mod lifecycle;
 mod misbehaving;
 mod mutation;
