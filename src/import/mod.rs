@@ -123,6 +123,20 @@ impl Notes {
         }
     }
 
+    /// Puts the notices in reading order: by file (in the order files were first
+    /// mentioned), then by line. The walk meets directives out of order (a level's settings
+    /// are read before its blocks).
+    fn sort(&mut self) {
+        let mut files: Vec<std::rc::Rc<str>> = Vec::new();
+        for n in &self.list {
+            if !files.contains(&n.at.file) {
+                files.push(n.at.file.clone());
+            }
+        }
+        let rank = |n: &Notice| files.iter().position(|f| *f == n.at.file);
+        self.list.sort_by_key(|n| (rank(n), n.at.line));
+    }
+
     pub fn warnings(&self) -> impl Iterator<Item = &Notice> {
         self.list.iter().filter(|n| n.level == Level::Warning)
     }
@@ -140,6 +154,7 @@ pub fn nginx(path: &Path) -> Result<Import, ImportError> {
     let mut notes = Notes::default();
     let tree = include::load(path, &mut notes)?;
     let doc = nginx::convert(&tree, &mut notes)?;
+    notes.sort();
     let header = format!("nginx configuration {}", path.display());
     Ok(Import {
         toml: toml_out::write(&doc, &header),
@@ -156,6 +171,7 @@ pub fn haproxy(path: &Path) -> Result<Import, ImportError> {
     })?;
     let file: Rc<str> = path.display().to_string().into();
     let doc = haproxy::convert(&text, &file, &mut notes)?;
+    notes.sort();
     let header = format!("HAProxy configuration {}", path.display());
     Ok(Import {
         toml: toml_out::write(&doc, &header),
