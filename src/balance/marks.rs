@@ -15,17 +15,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
+use super::least_time::TimeMark;
+
 /// Bits of `FailMark::window` that hold the window start (ms since process start: 8900 years).
 const START_BITS: u32 = 48;
 const START_MASK: u64 = (1 << START_BITS) - 1;
 /// The failure count has the remaining 16 bits; `max_fails` above this behaves like this.
 const MAX_COUNT: u32 = u16::MAX as u32;
 
-/// Requests in flight on one server, process-wide (least_conn, random_two and max_conns).
+/// Requests in flight on one server, process-wide (least_conn, random_two and max_conns),
+/// and least_time's estimate of its time to first byte: written at the start and the end of
+/// every request alike, so they share the line that bounces anyway.
 #[repr(align(64))]
 #[derive(Default)]
 struct ActiveMark {
     count: AtomicU32,
+    time: TimeMark,
 }
 
 /// Passive (and active-check) health of one server.
@@ -39,6 +44,9 @@ struct FailMark {
     down_until: AtomicU64,
     /// Set by active health checks after `fall` bad probes, cleared after `rise` good ones.
     probe_down: AtomicBool,
+    /// The server answered 429 or 503 with `Retry-After`: picks skip it while `now_ms` is
+    /// below this, though it is not failed (`max_fails` ignores it, `server_up` stays 1).
+    busy_until: AtomicU64,
     /// When the server last came back (probes up again, `down` lifted or added by a reload),
     /// in ms; 0 = never. With `down_until` (the end of a passive mark, which needs no write
     /// to be over) it starts the `slow_start` ramp.
@@ -136,6 +144,12 @@ impl Marks {
         }
     }
 
+    /// least_time's estimate of server `idx`'s time to first byte.
+    #[inline]
+    pub(super) fn time(&self, idx: usize) -> Option<&TimeMark> {
+        self.active_mark(idx).map(|mark| &mark.time)
+    }
+
     #[inline]
     pub(super) fn active(&self, idx: usize) -> u32 {
         self.active_mark(idx)
@@ -199,6 +213,22 @@ impl Marks {
         self.fail_mark(idx).is_some_and(|mark| {
             !mark.probe_down.load(Relaxed) && now_ms >= mark.down_until.load(Relaxed)
         })
+    }
+
+    /// Marks the server busy until `until_ms` (a later mark already set is kept: answers
+    /// may arrive out of order).
+    pub(super) fn set_busy(&self, idx: usize, until_ms: u64) {
+        if let Some(mark) = self.fail_mark(idx) {
+            mark.busy_until.fetch_max(until_ms, Relaxed);
+        }
+    }
+
+    /// When the server's busy mark ends, in ms (0 or past: not busy). Read from the line
+    /// `healthy` reads.
+    #[inline]
+    pub(super) fn busy_until(&self, idx: usize) -> u64 {
+        self.fail_mark(idx)
+            .map_or(0, |mark| mark.busy_until.load(Relaxed))
     }
 
     /// Records a probe verdict; a server the probes bring back is back since `now_ms`.
@@ -280,6 +310,21 @@ mod tests {
         marks.succeeded(0);
         marks.failed(0, 1400, 3, 100);
         assert!(marks.healthy(0, 1401));
+    }
+
+    #[test]
+    fn a_busy_mark_only_grows_and_leaves_health_alone() {
+        let marks = Marks::new(1);
+        assert_eq!(marks.busy_until(0), 0);
+        marks.set_busy(0, 5000);
+        marks.set_busy(0, 3000);
+        assert_eq!(
+            marks.busy_until(0),
+            5000,
+            "a late, shorter answer keeps the mark"
+        );
+        assert!(marks.healthy(0, 4000), "busy is not failed");
+        assert_eq!(marks.busy_until(7), 0);
     }
 
     #[test]

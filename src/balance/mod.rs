@@ -20,6 +20,7 @@
 
 mod hash;
 mod least_conn;
+mod least_time;
 mod marks;
 pub mod queue;
 mod random_two;
@@ -48,6 +49,18 @@ pub enum Policy {
     Hash,
     /// Two random candidates (weighted), the less loaded wins.
     RandomTwo,
+    /// Two random candidates (weighted), the lower (load + 1) × time to first byte wins.
+    LeastTime,
+    /// The consistent ring over a key read from the JSON body's prompt; least_time without.
+    Prompt,
+}
+
+impl Policy {
+    /// The policy reads the servers' time to first byte (least_time, and prompt's fallback):
+    /// only then are the times recorded.
+    pub fn times(self) -> bool {
+        matches!(self, Policy::LeastTime | Policy::Prompt)
+    }
 }
 
 /// One configured server.
@@ -130,6 +143,8 @@ pub struct Peers {
     queue: Arc<WaitQueue>,
     /// The group has `queue` set: a freed slot is offered to the queue first.
     queued: bool,
+    /// `hash_balance_factor` in percent; 0 = off (keyed policies only).
+    balance_factor: u32,
 }
 
 /// Per-worker balancing state for one group (smooth weights, tie cursor, random seed).
@@ -146,7 +161,8 @@ pub struct LocalCursor {
 enum Fit {
     /// Down, marked failed, or already tried: not a candidate.
     Out,
-    /// Otherwise usable but at `max_conns`.
+    /// Otherwise usable but at `max_conns`, or marked busy by its own `Retry-After`: room
+    /// comes back by itself (the request may queue, or is refused with `Retry-After`).
     Capped,
     Usable,
 }
@@ -174,7 +190,7 @@ impl Peers {
             })
             .collect();
         let ring = match policy {
-            Policy::Hash => hash::Ring::build(&servers, &primaries),
+            Policy::Hash | Policy::Prompt => hash::Ring::build(&servers, &primaries),
             _ => hash::Ring::default(),
         };
         let marks = Marks::new(servers.len());
@@ -189,7 +205,15 @@ impl Peers {
             slow_start_ms: 0,
             queue: Arc::default(),
             queued: false,
+            balance_factor: 0,
         }
+    }
+
+    /// Sets `hash_balance_factor` (percent, 0 = off): `hash`, `ip_hash` and `prompt` send a
+    /// key past a server whose load is at its bound (see [`hash::Bound`]).
+    pub fn with_balance_factor(mut self, percent: u32) -> Peers {
+        self.balance_factor = percent;
+        self
     }
 
     /// The group has a wait queue (`queue = { .. }`): freed slots go to its waiters first.
@@ -299,7 +323,15 @@ impl Peers {
             (Policy::LeastConn, _) => {
                 least_conn::pick(self, &self.primaries, current, tried, now_ms, busy)
             }
-            (Policy::RandomTwo, _) => random_two::pick(self, cursor, tried, now_ms, busy),
+            (Policy::RandomTwo, _) => {
+                random_two::pick(self, cursor, tried, now_ms, busy, random_two::less_loaded)
+            }
+            (Policy::LeastTime, _) | (Policy::Prompt, PickKey::None | PickKey::Ip(_)) => {
+                random_two::pick(self, cursor, tried, now_ms, busy, least_time::faster)
+            }
+            (Policy::Prompt, PickKey::Bytes(bytes)) => {
+                hash::ring_pick(self, hash::hash64(bytes), tried, now_ms, busy)
+            }
             (Policy::IpHash, PickKey::Ip(ip)) => {
                 let (bytes, len) = hash::ip_hash_key(ip);
                 hash::ip_hash_pick(self, current, &bytes[..len], tried, now_ms, busy)
@@ -326,7 +358,9 @@ impl Peers {
         };
         if server.down || tried.contains(idx) || !self.marks.healthy(idx, now_ms) {
             Fit::Out
-        } else if server.max_conns != 0 && self.marks.active(idx) >= server.max_conns {
+        } else if (server.max_conns != 0 && self.marks.active(idx) >= server.max_conns)
+            || self.marks.busy_until(idx) > now_ms
+        {
             Fit::Capped
         } else {
             Fit::Usable
@@ -381,7 +415,8 @@ impl Peers {
         let (Some(server), Some(marks)) = (self.servers.get(idx), self.marks.server(idx)) else {
             return;
         };
-        if server.down || !self.marks.healthy(idx, crate::clock::now_ms()) {
+        let now_ms = crate::clock::now_ms();
+        if server.down || !self.marks.healthy(idx, now_ms) || self.marks.busy_until(idx) > now_ms {
             return;
         }
         self.queue.freed(&FreedSlot {
@@ -447,6 +482,35 @@ impl Peers {
         self.marks.succeeded(idx);
     }
 
+    /// Server `idx` answered 429 or 503 with `Retry-After`: new requests skip it for
+    /// `for_ms` from `now_ms`. It is busy, not failed: `available` (and `server_up`) and the
+    /// failure count do not change.
+    pub fn mark_busy(&self, idx: usize, now_ms: u64, for_ms: u64) {
+        self.marks.set_busy(idx, now_ms.saturating_add(for_ms));
+    }
+
+    /// How long `idx` stays busy from `now_ms`, in ms (0: not busy).
+    pub fn busy_ms(&self, idx: usize, now_ms: u64) -> u64 {
+        self.marks.busy_until(idx).saturating_sub(now_ms)
+    }
+
+    /// When every server a pick could still use (not down, failed or tried) is marked busy,
+    /// the ms until the first mark ends: room comes back then, not when a request ends.
+    /// `None` when some such server is merely at `max_conns`, or none is busy.
+    pub fn busy_wait_ms(&self, tried: &Tried, now_ms: u64) -> Option<u64> {
+        let mut first: Option<u64> = None;
+        for idx in 0..self.servers.len() {
+            if self.fit(idx, tried, now_ms) == Fit::Out {
+                continue;
+            }
+            match self.busy_ms(idx, now_ms) {
+                0 => return None,
+                ms => first = Some(first.map_or(ms, |f| f.min(ms))),
+            }
+        }
+        first
+    }
+
     /// Whether `idx` is currently usable (not down, not marked failed) at `now_ms`.
     /// "Failed" covers passive marks and active probes (`set_probe_up`); this is what
     /// `ringway_upstream_server_up` reports.
@@ -457,6 +521,34 @@ impl Peers {
     /// Active requests on `idx`, process-wide.
     pub fn active(&self, idx: usize) -> u32 {
         self.marks.active(idx)
+    }
+
+    /// The load the load-aware policies weigh (least_time, random_two, and the bound of
+    /// `hash_balance_factor`): the requests in flight on `idx`, process-wide. The one place
+    /// to add other signals of how busy a server is.
+    #[inline]
+    pub fn load(&self, idx: usize) -> u32 {
+        self.marks.active(idx)
+    }
+
+    /// A response from `idx` began `waited` after its request was sent (its first body
+    /// byte, or its head when it has no body): least_time's sample.
+    pub fn observe_first_byte(&self, idx: usize, waited: Duration, now_ms: u64) {
+        if self.policy.times()
+            && let Some(mark) = self.marks.time(idx)
+        {
+            mark.observe(waited, now_ms);
+        }
+    }
+
+    /// An attempt on `idx` failed (error, timeout, a 429 or 5xx answer): to least_time it
+    /// counts as a slow answer, never as a fast one.
+    pub fn observe_failure(&self, idx: usize, now_ms: u64) {
+        if self.policy.times()
+            && let Some(mark) = self.marks.time(idx)
+        {
+            mark.failed(now_ms);
+        }
     }
 
     /// Active health checks: after `fall` bad probes `set_probe_up(idx, false)` takes the

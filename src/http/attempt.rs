@@ -26,12 +26,14 @@ use crate::http::head::{ResponseBody, ResponseHead, Version, parse_response};
 use crate::http::io::{GATHER_FROM, STREAM_CHUNK, write_all, write_gathered};
 use crate::http::proxy::{Downstream, client_body_status};
 use crate::http::queued::{self, Slot};
+use crate::http::retry_after;
 use crate::http::rewrite::{DownFraming, ResponseHeadOut, request_head, response_head};
 use crate::http::stream::{
     CopyEnd, CopyError, CopyEvent, CopyTimeouts, RequestBodyState, StreamError, UpFraming,
     copy_response,
 };
 use crate::http::vars::RequestVars;
+use crate::http::watch::unless_client_leaves;
 use crate::snapshot::{Group, GroupId, Listener};
 use crate::upstream::connect::dial;
 use crate::upstream::pool::Pooled;
@@ -70,6 +72,9 @@ enum Failure {
     InvalidHeader,
     /// The response status is one `next_upstream` retries; the response was discarded.
     Status(u16),
+    /// A 429 or 503 with `Retry-After` that `next_upstream` retries: the server is marked
+    /// busy (not failed) and the response was discarded.
+    Busy(u16),
     /// The client failed while its body was being streamed: no retry, no server blame.
     Client(Option<u16>),
 }
@@ -81,6 +86,7 @@ impl std::fmt::Display for Failure {
             Failure::Io(e) => write!(f, "{e}"),
             Failure::InvalidHeader => f.write_str("invalid response head"),
             Failure::Status(s) => write!(f, "answered {s}"),
+            Failure::Busy(s) => write!(f, "answered {s} with Retry-After (busy)"),
             Failure::Client(_) => f.write_str("client body failed"),
         }
     }
@@ -95,7 +101,7 @@ impl Failure {
     fn status(&self) -> u16 {
         match self {
             _ if self.is_timeout() => 504,
-            Failure::Status(s) => *s,
+            Failure::Status(s) | Failure::Busy(s) => *s,
             Failure::Client(Some(s)) => *s,
             _ => 502,
         }
@@ -106,7 +112,8 @@ impl Failure {
     fn blames_server(&self) -> bool {
         match self {
             Failure::Status(s) => status_blames_server(*s),
-            Failure::Client(_) => false,
+            // Busy is not failed: the server said when to come back.
+            Failure::Busy(_) | Failure::Client(_) => false,
             _ => true,
         }
     }
@@ -118,7 +125,7 @@ impl Failure {
             _ if self.is_timeout() => n.timeout,
             Failure::Connect(_) | Failure::Io(_) => n.error,
             Failure::InvalidHeader => n.invalid_header,
-            Failure::Status(s) => n.on_status(*s),
+            Failure::Status(s) | Failure::Busy(s) => n.on_status(*s),
             Failure::Client(_) => false,
         }
     }
@@ -222,7 +229,10 @@ pub async fn run(
             || group.retry_non_idempotent
             || group.next_upstream.non_idempotent,
     };
-    render_key(group, vars, &mut conn.key);
+    // A prompt key was read from the body before routing (see `proxy::handle`).
+    if peers.policy() != Policy::Prompt {
+        render_key(group, vars, &mut conn.key);
+    }
     let mut tried = Tried::default();
     let mut last: Option<Failure> = None;
     // The server whose failure is being retried: counted once the retry really starts.
@@ -231,6 +241,7 @@ pub async fn run(
         let key = match peers.policy() {
             Policy::IpHash => PickKey::Ip(vars.peer.ip()),
             Policy::Hash => PickKey::Bytes(&conn.key),
+            Policy::Prompt if !conn.key.is_empty() => PickKey::Bytes(&conn.key),
             _ => PickKey::None,
         };
         let pick = {
@@ -290,7 +301,10 @@ pub async fn run(
         vars.current_try().end(failed);
         let failure = match result {
             Ok(outcome) => {
-                book_response(worker, group, group_id, idx, vars.current_try().status);
+                let status = vars.current_try().status;
+                if !active.answered_busy.get() {
+                    book_response(worker, group, group_id, idx, status);
+                }
                 return outcome;
             }
             Err(f) => f,
@@ -339,6 +353,13 @@ fn judge(
         group.peers.failed(idx, now_ms());
         worker.stats.failure(group_id, group, idx);
     }
+    // A failing answer's status was already counted as slow when its head came.
+    if !matches!(
+        failure,
+        Failure::Client(_) | Failure::Status(_) | Failure::Busy(_)
+    ) {
+        group.peers.observe_failure(idx, now_ms());
+    }
     if let Failure::Client(Some(status)) = *failure {
         // The client's body broke (too large, malformed, too slow): the server is not to
         // blame and nothing is retried.
@@ -376,6 +397,8 @@ struct Active<'a> {
     group_id: GroupId,
     idx: usize,
     open: std::cell::Cell<bool>,
+    /// The server answered 429/503 with `Retry-After` and is marked busy: not a failure.
+    answered_busy: std::cell::Cell<bool>,
 }
 
 impl<'a> Active<'a> {
@@ -386,6 +409,7 @@ impl<'a> Active<'a> {
             group_id,
             idx,
             open: std::cell::Cell::new(true),
+            answered_busy: std::cell::Cell::new(false),
         }
     }
 
@@ -477,7 +501,7 @@ async fn attempt(
             }
             Err(f) => return Err(f),
         }
-        let resp = match read_response_head(&mut up, conn, vars, group.read_timeout).await {
+        let resp = match read_response_head(&mut up, conn, vars, group.first_byte_timeout).await {
             Ok(resp) => resp,
             // Most likely the same race, found one step later; but the server may have read
             // the request and acted on it, so only a request safe to repeat goes again.
@@ -495,9 +519,16 @@ async fn attempt(
             worker
                 .stats
                 .first_byte(active.group_id, group, active.idx, waited);
+            time_head(group, active.idx, &resp, waited);
         }
+        let busy = mark_busy(group, active.idx, &resp, conn.up_in.pending(), vars);
+        active.answered_busy.set(busy);
         if group.next_upstream.on_status(resp.status) {
-            let failure = Failure::Status(resp.status);
+            let failure = if busy {
+                Failure::Busy(resp.status)
+            } else {
+                Failure::Status(resp.status)
+            };
             match retry.verdict(&failure, body) {
                 // Discarded unread: this connection's stream position is unknown, so it is
                 // dropped.
@@ -516,6 +547,68 @@ async fn attempt(
         )
         .await);
     }
+}
+
+/// least_time's view of a response head that came `waited` after the request went out: a
+/// 429 or 5xx counts as a slow answer however fast it came; a response without a body is
+/// timed here (one with a body is timed at its first body byte, in `respond`).
+fn time_head(group: &Group, idx: usize, resp: &ResponseHead, waited: Duration) {
+    let peers = &group.peers;
+    if !peers.policy().times() {
+        return;
+    }
+    if failing_status(resp.status) {
+        peers.observe_failure(idx, now_ms());
+    } else if !has_body(resp) {
+        peers.observe_first_byte(idx, waited, now_ms());
+    }
+}
+
+/// An answer that says the server failed or is too busy: never a sign of a fast server.
+fn failing_status(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+/// The response has body bytes to come (least_time times those).
+fn has_body(resp: &ResponseHead) -> bool {
+    !matches!(resp.body, ResponseBody::None | ResponseBody::Length(0))
+}
+
+/// A 429 or 503 with a valid `Retry-After` marks server `idx` busy for that long (within
+/// [`retry_after::MIN_SECS`]..=[`retry_after::MAX_SECS`]); says whether it did.
+fn mark_busy(
+    group: &Group,
+    idx: usize,
+    resp: &ResponseHead,
+    buf: &[u8],
+    vars: &RequestVars<'_>,
+) -> bool {
+    if !matches!(resp.status, 429 | 503) {
+        return false;
+    }
+    let Some(value) = resp.header(buf, "retry-after") else {
+        return false;
+    };
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let Some(secs) = retry_after::parse(value, now_unix) else {
+        crate::debug!(
+            "{}: ignoring a Retry-After that is neither seconds nor a date: {:?}",
+            vars.peer,
+            String::from_utf8_lossy(value)
+        );
+        return false;
+    };
+    let secs = retry_after::clamp(secs);
+    group.peers.mark_busy(idx, now_ms(), secs * 1000);
+    crate::info!(
+        "{}: {} answered {} with Retry-After: busy for {secs}s",
+        vars.peer,
+        group.peers.servers()[idx].addr,
+        resp.status
+    );
+    true
 }
 
 /// Writes the request head and the body's replay copy, then streams the rest of the body.
@@ -570,14 +663,16 @@ async fn send_request(
     Ok(())
 }
 
-/// Reads the final response head (skipping interim 1xx other than 101) into `conn.up_in`.
+/// Reads the final response head (skipping interim 1xx other than 101) into `conn.up_in`;
+/// all of it must arrive within `first_byte_timeout`.
 async fn read_response_head(
     up: &mut Pooled,
     conn: &mut Downstream,
     vars: &RequestVars<'_>,
-    read_timeout: Duration,
+    first_byte_timeout: Duration,
 ) -> Result<ResponseHead, Failure> {
     let head_req = vars.head.is_head(vars.buf);
+    let deadline = Instant::now() + first_byte_timeout;
     loop {
         if !conn.up_in.is_empty() {
             match parse_response(conn.up_in.pending(), head_req, MAX_RESPONSE_HEAD) {
@@ -590,7 +685,8 @@ async fn read_response_head(
                 Err(_) => return Err(Failure::InvalidHeader),
             }
         }
-        let fill = conn.up_in.fill(&mut up.stream, STREAM_CHUNK, read_timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let fill = conn.up_in.fill(&mut up.stream, STREAM_CHUNK, left);
         let Some(filled) = unless_client_leaves(fill, &conn.stream).await else {
             // Closing the server connection (by dropping it) is how the server learns to
             // stop working on an answer nobody will read: a GPU generation, say.
@@ -607,67 +703,6 @@ async fn read_response_head(
             Ok(_) => {}
             Err(e) => return Err(Failure::Io(e)),
         }
-    }
-}
-
-/// How long a server may work on a response before the proxy also watches the client for
-/// leaving: quick answers never pay for the watch.
-const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(200);
-
-/// Awaits `work`; if it runs longer than `WATCH_CLIENT_AFTER`, also watches `client`, and
-/// gives `None` when the client closes its connection meanwhile (nginx's "client
-/// prematurely closed connection"). Bytes the client sends (a pipelined request) stay
-/// in the socket for later.
-async fn unless_client_leaves<F: std::future::Future>(
-    work: F,
-    client: &monoio::net::TcpStream,
-) -> Option<F::Output> {
-    let mut work = std::pin::pin!(work);
-    monoio::select! {
-        out = &mut work => return Some(out),
-        _ = monoio::time::sleep(WATCH_CLIENT_AFTER) => {}
-    }
-    loop {
-        monoio::select! {
-            out = &mut work => return Some(out),
-            ready = client.readable(false) => match (ready, peek(client)) {
-                (_, Peeked::Closed) => return None,
-                // A readiness error is no proof the client left (only the peek is): stop
-                // watching rather than abort a request whose client may still wait.
-                (Err(_), _) | (_, Peeked::Data) => return Some(work.await),
-                (Ok(()), Peeked::Nothing) => {}
-            },
-        }
-    }
-}
-
-pub(crate) enum Peeked {
-    Closed,
-    Data,
-    Nothing,
-}
-
-/// Looks at the client socket without taking anything from it.
-pub(crate) fn peek(client: &monoio::net::TcpStream) -> Peeked {
-    use std::os::fd::AsRawFd;
-    let mut byte = 0u8;
-    // SAFETY: a valid socket fd and a one-byte buffer we own; MSG_PEEK leaves the data
-    // queued, MSG_DONTWAIT never blocks the event loop.
-    let n = unsafe {
-        libc::recv(
-            client.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => Peeked::Closed,
-        n if n > 0 => Peeked::Data,
-        _ => match io::Error::last_os_error().kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Peeked::Nothing,
-            _ => Peeked::Closed,
-        },
     }
 }
 
@@ -745,9 +780,22 @@ async fn respond(
         send: group.send_timeout,
     };
     let first_body = std::cell::Cell::new(None);
+    let timed_done = std::cell::Cell::new(false);
+    // least_time times a 2xx-4xx answer with a body at its first body byte (see `time_head`).
+    let timed = group.peers.policy().times() && !failing_status(resp.status) && has_body(&resp);
+    let sent = vars.current_try().sent;
     let events = |event| match event {
-        CopyEvent::FirstByte if spec.needs.upstream_times => first_body.set(Some(Instant::now())),
-        CopyEvent::FirstByte => {}
+        CopyEvent::FirstByte => {
+            let now = Instant::now();
+            if spec.needs.upstream_times {
+                first_body.set(Some(now));
+            }
+            if timed && let Some(sent) = sent {
+                let waited = now.saturating_duration_since(sent);
+                group.peers.observe_first_byte(active.idx, waited, now_ms());
+                timed_done.set(true);
+            }
+        }
         CopyEvent::UpstreamDone => active.end(),
     };
     let (res, out, sent) = copy_response(
@@ -784,6 +832,10 @@ async fn respond(
             Outcome::Responded { keep_alive }
         }
         Err(CopyError::Upstream(e)) => {
+            if timed && !timed_done.get() {
+                // No first byte ever came: slow, never fast.
+                group.peers.observe_failure(active.idx, now_ms());
+            }
             let addr = group.peers.servers()[active.idx].addr;
             crate::warn!(
                 "{}: response from {addr} cut after {sent} body bytes: {e}; closing the client connection",
@@ -894,6 +946,20 @@ mod tests {
             ..retry(g, true)
         };
         assert_eq!(last.verdict(&reset, &body), Err(NoRetry::TriesExhausted));
+    }
+
+    #[test]
+    fn a_busy_answer_is_retried_as_its_status_says_but_never_blamed() {
+        let snap = group("next_upstream = [\"http_429\"]");
+        let body = RequestBodyState::new(RequestBody::None, 0);
+        let get = retry(&snap.groups[0], true);
+        assert_eq!(get.verdict(&Failure::Busy(429), &body), Ok(()));
+        assert_eq!(
+            get.verdict(&Failure::Busy(503), &body),
+            Err(NoRetry::NotListed)
+        );
+        assert!(!Failure::Busy(429).blames_server() && !Failure::Busy(503).blames_server());
+        assert_eq!(Failure::Busy(503).status(), 503);
     }
 
     #[test]
