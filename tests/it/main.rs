@@ -21,6 +21,7 @@ mod health;
 mod import;
 mod lifecycle;
 mod llm_balance;
+mod llm_sim;
 mod misbehaving;
 mod model_routes;
 mod mutation;
