@@ -59,7 +59,14 @@ fn directive(up: &mut Upstream, d: &Directive, notes: &mut Notes) {
         ("queue", [n, rest @ ..]) => queue(keys, d, n, rest, notes),
         ("zone", _) => notes.note(&d.at, "zone: ringway shares server state across its workers anyway"),
         ("keepalive_time", _) => notes.warn(&d.at, "keepalive_time: no equivalent (ringway bounds a pooled connection by keepalive_requests and keepalive_timeout)"),
-        ("least_time", _) => notes.warn(&d.at, "least_time (nginx-plus): not translated; ringway's least_time scores time to first byte, set balance = \"least_time\" by hand if wanted"),
+        ("least_time", _) => {
+            keys.set("balance", str_("least_time"), &d.at);
+            notes.note(
+                &d.at,
+                "least_time (nginx-plus): ringway's least_time scores the time to the first \
+                 body byte (an LLM stream's first token) times active requests",
+            );
+        }
         _ => notes.warn(&d.at, format!("{}: not supported in an upstream block; dropped", d.name)),
     }
 }
@@ -253,12 +260,14 @@ mod tests {
             ("server", &["10.0.0.2", "backup"]),
             ("server", &["10.0.0.3:8000", "down", "resolve"]),
             ("keepalive", &["32"]),
+            ("least_time", &["header"]),
         ]);
         let mut notes = Notes::default();
         let up = convert(&d, "llm", &mut notes);
+        // The last balancing directive wins, as in nginx.
         assert_eq!(
             up.keys.get("balance").unwrap().value,
-            Value::Str("least_conn".into())
+            Value::Str("least_time".into())
         );
         assert_eq!(up.keys.get("keepalive").unwrap().value, Value::Int(32));
         assert_eq!(
