@@ -35,6 +35,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod http;
+pub mod import;
 pub mod llm_sim;
 pub mod log;
 pub mod metrics;

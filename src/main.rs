@@ -46,6 +46,22 @@ enum Command {
         #[command(flatten)]
         sim: SimArgs,
     },
+    /// Convert an nginx configuration (nginx.conf or a conf.d/ file) to ringway TOML.
+    ImportNginx {
+        /// The nginx file; its includes are followed.
+        file: PathBuf,
+        /// Where to write the TOML (default: stdout).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+    /// Convert an HAProxy configuration to ringway TOML.
+    ImportHaproxy {
+        /// The haproxy.cfg file.
+        file: PathBuf,
+        /// Where to write the TOML (default: stdout).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// The simulated LLM server's flags (`ringway backend --llm`); defaults resemble an 8B
@@ -100,6 +116,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Demo) => ringway::demo::run(),
         Some(Command::Backend { bind, llm, sim }) => backend(bind, llm.then_some(sim)),
+        Some(Command::ImportNginx { file, output }) => {
+            import(ringway::import::nginx(&file), output.as_deref())
+        }
+        Some(Command::ImportHaproxy { file, output }) => {
+            import(ringway::import::haproxy(&file), output.as_deref())
+        }
         None if cli.test => return check(&cli.config),
         None => match cli.signal {
             Some(name) => signal(&cli.config, &name),
@@ -175,5 +197,28 @@ fn backend(bind: Vec<SocketAddr>, llm: Option<SimArgs>) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     ringway::control::wait_for_stop();
     drop(handle);
+    Ok(())
+}
+
+/// Prints every notice to stderr, then writes the TOML to `output` (or stdout).
+fn import(
+    result: Result<ringway::import::Import, ringway::import::ImportError>,
+    output: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let done = result.map_err(|e| e.to_string())?;
+    for notice in &done.notes.list {
+        eprintln!("{notice}");
+    }
+    let warnings = done.notes.warnings().count();
+    match output {
+        Some(path) => std::fs::write(path, &done.toml)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        None => print!("{}", done.toml),
+    }
+    eprintln!(
+        "ringway: converted with {warnings} warning(s) and {} note(s); check with: ringway -t -c {}",
+        done.notes.list.len() - warnings,
+        output.map_or("FILE".into(), |p| p.display().to_string())
+    );
     Ok(())
 }

@@ -19,6 +19,7 @@ mod feedback;
 mod harness;
 mod headers;
 mod health;
+mod import;
 mod lifecycle;
 mod llm_balance;
 mod llm_sim;
