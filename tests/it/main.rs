@@ -13,6 +13,7 @@ mod cli;
 mod edges;
 mod errors;
 mod failover;
+mod gzip;
 mod harness;
 mod headers;
 mod health;
