@@ -2,8 +2,8 @@
 //! compressed ([`plan`]), the head changes that go with it ([`head_line`], [`head_end`]),
 //! and the per-response deflate state ([`Encoder`]).
 //!
-//! The state (about 300 KiB at any level: the window, hash chains and pending buffer of
-//! zlib) exists only while a compressed response is being sent: [`Encoder::new`] allocates
+//! The state (about 320 KiB at any level: zlib-rs's window, hash chains and pending
+//! buffer, plus flate2's 32 KiB output buffer) exists only while a compressed response is being sent: [`Encoder::new`] allocates
 //! it once the response head says it is needed, and it is dropped with the response. Every
 //! read from the server is compressed and flushed (`Z_SYNC_FLUSH`) into its own chunk at
 //! once, so a streamed answer (SSE) reaches the client event by event, never held back for
@@ -147,9 +147,7 @@ fn weight<'a>(params: impl Iterator<Item = &'a [u8]>) -> Option<u16> {
     let mut q = 1000;
     for p in params {
         let p = trim(p);
-        let Some(eq) = p.iter().position(|&b| b == b'=') else {
-            return None;
-        };
+        let eq = p.iter().position(|&b| b == b'=')?;
         if !trim(&p[..eq]).eq_ignore_ascii_case(b"q") {
             continue;
         }
