@@ -6,6 +6,7 @@ pub mod gzip;
 pub mod head;
 pub mod io;
 pub mod model;
+pub mod prompt_key;
 pub mod proxy;
 pub mod queued;
 pub mod retry_after;
