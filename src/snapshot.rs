@@ -189,6 +189,10 @@ pub struct Gzip {
     pub min_length: u64,
     /// Lower-cased media types, without parameters.
     pub types: Vec<String>,
+    /// `http_version = "1.0"`: HTTP/1.0 clients get compressed bodies too (ended by the
+    /// close, as they cannot take chunks); otherwise they get the identity body, as with
+    /// nginx's default `gzip_http_version 1.1`.
+    pub http10: bool,
 }
 
 /// One header set on the way up (`request_headers`) or down (`response_headers`).

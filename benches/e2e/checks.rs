@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 type Check = (&'static str, fn() -> Result<(), String>);
 
-const CHECKS: [Check; 21] = [
+const CHECKS: [Check; 22] = [
     (
         "wrk_report_gives_rate_latencies_and_errors",
         wrk_report_gives_rate_latencies_and_errors,
@@ -94,6 +94,7 @@ const CHECKS: [Check; 21] = [
         before_after_pairs_rounds_and_shows_spread,
     ),
     ("load_average_read_and_noted", load_average_read_and_noted),
+    ("gzip_configs_compress_alike", gzip_configs_compress_alike),
 ];
 
 /// Runs every check and prints the closing line test runners print.
@@ -728,4 +729,37 @@ fn load_average_read_and_noted() -> Result<(), String> {
         note.starts_with("load average (1 min) 0.85 before the first run, ? after"),
         || note.clone(),
     )
+}
+
+/// The gzip run's two configs ask for the same compression: ringway's is valid and sets
+/// the level, min_length and types that nginx's lines set.
+fn gzip_configs_compress_alike() -> Result<(), String> {
+    let listen: SocketAddr = ([127, 0, 0, 1], 9000).into();
+    let dir = std::path::Path::new("/tmp/ringway-bench");
+    for level in [1u32, 6] {
+        let text = crate::gzip::ringway_config(listen, &two_backends(), dir, level);
+        let snap = ringway::config::load_str(&text, std::path::Path::new("gzip.toml"), 1)
+            .map_err(|e| format!("ringway gzip config rejected: {e:?}\n{text}"))?;
+        let g = snap.listeners[0]
+            .gzip
+            .as_ref()
+            .ok_or("ringway config has no gzip")?;
+        ensure(
+            g.level == level && g.min_length == 1024 && g.types == ["application/json"],
+            || format!("ringway gzip at level {level}: {}", text),
+        )?;
+        let nginx = crate::gzip::nginx_config(listen, &two_backends(), dir, level);
+        has_lines(
+            "nginx gzip",
+            &nginx,
+            &[
+                "gzip on;",
+                &format!("gzip_comp_level {level};"),
+                "gzip_min_length 1k;",
+                "gzip_types application/json;",
+                "gzip_vary on;",
+            ],
+        )?;
+    }
+    Ok(())
 }

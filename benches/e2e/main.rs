@@ -5,7 +5,7 @@
 //! `cargo bench --bench e2e` runs it (see README "Benchmarks" for the knobs). Without
 //! `--bench` (as under `cargo test --benches`) it only runs its own self-checks.
 //! `cargo bench --bench e2e -- reload` runs the reload-under-load benchmark instead
-//! ([`reload`]).
+//! ([`reload`]). `cargo bench --bench e2e -- gzip` measures gzip against nginx's ([`gzip`]).
 //!
 //! Layout of one run: each proxy is pinned to CPU 0 with one worker; wrk and the backends
 //! share CPU 1. For every size, round r runs wrk against each proxy in an
@@ -15,6 +15,7 @@
 mod cgroup;
 mod checks;
 mod configs;
+mod gzip;
 mod measure;
 mod procs;
 mod reload;
@@ -55,6 +56,8 @@ fn main() -> ExitCode {
     procs::install_signal_handlers();
     let result = if args.iter().any(|a| a == "reload") {
         reload::run()
+    } else if args.iter().any(|a| a == "gzip") {
+        gzip::run()
     } else {
         run()
     };

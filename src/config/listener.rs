@@ -441,8 +441,21 @@ fn gzip(r: &mut Report<'_, '_>, raw: &RawGzip, base: &str) -> Gzip {
                 .collect()
         }
     };
+    let http10 = match &raw.http_version {
+        None => false,
+        Some(v) => match v.get_ref().as_str() {
+            "1.0" => true,
+            "1.1" => false,
+            other => {
+                let message = format!("must be \"1.0\" or \"1.1\", not {other:?}");
+                r.at(&v.span(), &key("http_version"), message);
+                false
+            }
+        },
+    };
     // nginx's defaults: fastest level, skip bodies too small to gain anything.
     Gzip {
+        http10,
         level: r.int(&raw.level, &key("level"), 1, 1..=9) as u32,
         min_length: r.size(&raw.min_length, &key("min_length"), 20, 0..=u64::MAX),
         types,

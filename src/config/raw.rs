@@ -100,6 +100,7 @@ pub struct RawGzip {
     pub level: Option<Spanned<i64>>,
     pub min_length: Option<Spanned<Size>>,
     pub types: Option<Spanned<Vec<Spanned<String>>>>,
+    pub http_version: Option<Spanned<String>>,
 }
 
 /// `[[listener.route]]`.

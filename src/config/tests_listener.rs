@@ -364,6 +364,23 @@ fn gzip_is_read_with_nginx_defaults() {
     let g = s.listeners[0].gzip.as_ref().unwrap();
     assert_eq!((g.level, g.min_length), (6, 1024));
     assert_eq!(g.types, ["application/json"]);
+    assert!(
+        !g.http10,
+        "HTTP/1.0 clients get identity bodies unless asked (nginx)"
+    );
+    let s = ok(&config("gzip = { http_version = \"1.0\" }", ""));
+    assert!(s.listeners[0].gzip.as_ref().unwrap().http10);
+}
+
+#[test]
+fn gzip_http_version_is_1_0_or_1_1() {
+    let text = config("gzip = { http_version = \"2\" }", "");
+    assert_error(
+        &text,
+        4,
+        "listener[0].gzip.http_version",
+        "\"1.0\" or \"1.1\"",
+    );
 }
 
 #[test]

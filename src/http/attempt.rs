@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::balance::{Pick, PickKey, Policy, Tried};
 use crate::clock::now_ms;
+use crate::http::gzip::{self, Plan};
 use crate::http::head::{ResponseBody, ResponseHead, Version, parse_response};
 use crate::http::io::{GATHER_FROM, STREAM_CHUNK, write_all, write_gathered};
 use crate::http::proxy::{Downstream, client_body_status};
@@ -728,7 +729,19 @@ async fn respond(
             close: false,
         };
     }
-    let (up_framing, down) = framing(&resp, client_version);
+    let gzip = match &spec.gzip {
+        Some(g) if !upgrade => gzip::plan(g, vars.buf, vars.head, conn.up_in.pending(), &resp),
+        _ => Plan::Untouched,
+    };
+    let (up_framing, mut down) = framing(&resp, client_version);
+    // Allocated only for a response that is compressed, dropped with it.
+    let mut encoder = match gzip {
+        Plan::Compress(level) => {
+            down = gzip::down_framing(client_version);
+            Some(Box::new(gzip::Encoder::new(level)))
+        }
+        _ => None,
+    };
     // A drain or reload that began while the server worked still gets its Connection: close.
     let keep_alive =
         keep_alive && !upgrade && down != DownFraming::Close && !worker.must_close(spec.bind);
@@ -742,6 +755,7 @@ async fn respond(
         keep_alive,
         client_version,
         upgrade,
+        gzip,
     };
     response_head(&mut out, &r, spec, vars);
     conn.up_in.consume(resp.len);
@@ -806,11 +820,12 @@ async fn respond(
         down,
         out,
         timeouts,
+        encoder.as_deref_mut(),
         &events,
     )
     .await;
     conn.out = out;
-    vars.body_bytes_sent = sent;
+    vars.body_bytes_sent = encoder.as_ref().map_or(sent, |e| e.sent());
     if let Some(at) = first_body.get() {
         vars.current_try().first_body_byte(at);
     }

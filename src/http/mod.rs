@@ -2,6 +2,7 @@
 
 pub mod attempt;
 pub mod body;
+pub mod gzip;
 pub mod head;
 pub mod io;
 pub mod model;

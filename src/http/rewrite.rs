@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
+use crate::http::gzip::{self, Plan};
 use crate::http::head::{HeaderPos, RequestBody, ResponseHead, Version};
 use crate::http::vars::{RequestVars, push_addr, push_ip, push_u64};
 use crate::snapshot::{HeaderRule, Listener};
@@ -157,6 +158,8 @@ pub struct ResponseHeadOut<'a> {
     pub client_version: Version,
     /// 101 Switching Protocols: keep `Upgrade` and say `Connection: upgrade`.
     pub upgrade: bool,
+    /// What the listener's `gzip` does to this response.
+    pub gzip: Plan,
 }
 
 /// Writes the head sent to the client for a server's response.
@@ -172,6 +175,7 @@ pub fn response_head(
     out.push(b' ');
     out.extend_from_slice(&buf[head.reason.clone()]);
     out.extend_from_slice(b"\r\n");
+    let mut vary_done = false;
     for h in &head.headers {
         let name = &buf[h.name.clone()];
         let keep_length =
@@ -185,8 +189,16 @@ pub fn response_head(
         {
             continue;
         }
+        if r.gzip != Plan::Untouched
+            && gzip::head_line(r.gzip, name, &buf[h.value.clone()], out, &mut vary_done)
+        {
+            continue;
+        }
         out.extend_from_slice(&buf[h.name.start..h.value.end]);
         out.extend_from_slice(b"\r\n");
+    }
+    if r.gzip != Plan::Untouched {
+        gzip::head_end(r.gzip, vary_done, out);
     }
     rules(out, &spec.response_headers, vars);
     match r.framing {

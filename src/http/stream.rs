@@ -9,6 +9,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
 use crate::http::body::{ChunkedDecoder, LAST_CHUNK, chunk_header};
+use crate::http::gzip::Encoder;
 use crate::http::head::RequestBody;
 use crate::http::io::{GATHER_FROM, Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::DownFraming;
@@ -305,7 +306,8 @@ pub struct CopyTimeouts {
 /// Copies the response body from the server to the client as it arrives. `out` holds the
 /// client head already written into it (sent together with the first body bytes).
 /// `events` hears of the first body byte and, once, of the server having sent the whole
-/// body.
+/// body. With `gzip`, the body goes down compressed, each read flushed at once.
+#[allow(clippy::too_many_arguments)]
 pub async fn copy_response(
     upstream: &mut TcpStream,
     up_in: &mut Inbound,
@@ -314,6 +316,7 @@ pub async fn copy_response(
     down: DownFraming,
     mut out: Vec<u8>,
     timeouts: CopyTimeouts,
+    mut gzip: Option<&mut Encoder>,
     events: &dyn Fn(CopyEvent),
 ) -> (Result<CopyEnd, CopyError>, Vec<u8>, u64) {
     let CopyTimeouts {
@@ -325,10 +328,16 @@ pub async fn copy_response(
     loop {
         // Bytes that pass through unchanged go straight from the read buffer to the client;
         // behind a pending head they ride in the same write (gathered) when they are many.
-        let pass = passes_through(&framing, down);
+        let pass = gzip.is_none() && passes_through(&framing, down);
         let direct = pass && (out.is_empty() || up_in.pending().len() >= GATHER_FROM);
-        let sink = if direct { None } else { Some(&mut out) };
-        let (done, n) = match frame(&mut framing, up_in.pending(), down, sink, &mut data) {
+        let step = match gzip.as_deref_mut() {
+            None => {
+                let sink = if direct { None } else { Some(&mut out) };
+                frame(&mut framing, up_in.pending(), down, sink, &mut data)
+            }
+            Some(gz) => compressed(&mut framing, up_in.pending(), down, gz, &mut out, &mut data),
+        };
+        let (done, n) = match step {
             Ok(step) => step,
             Err(e) => return (Err(CopyError::Upstream(e)), out, sent),
         };
@@ -369,11 +378,15 @@ pub async fn copy_response(
         match filled {
             Ok(0) if matches!(framing, UpFraming::Eof) => {
                 events(CopyEvent::UpstreamDone);
-                if down == DownFraming::Chunked {
-                    out.extend_from_slice(LAST_CHUNK);
-                    if let Err(e) = flush(client, &mut out, send_timeout).await {
-                        return (Err(CopyError::Client(e)), out, sent);
+                if let Some(gz) = gzip.as_deref_mut() {
+                    if let Err(e) = gz.compress(true, down, &mut out) {
+                        return (Err(CopyError::Upstream(e)), out, sent);
                     }
+                } else if down == DownFraming::Chunked {
+                    out.extend_from_slice(LAST_CHUNK);
+                }
+                if let Err(e) = flush(client, &mut out, send_timeout).await {
+                    return (Err(CopyError::Client(e)), out, sent);
                 }
                 return (Ok(CopyEnd::Closed), out, sent);
             }
@@ -385,6 +398,27 @@ pub async fn copy_response(
             Err(e) => return (Err(CopyError::Upstream(e)), out, sent),
         }
     }
+}
+
+/// [`frame`] for a compressed response: the bare body bytes of `input` (`Close` framing
+/// copies them as they are) go through `gz` into `out`.
+fn compressed(
+    framing: &mut UpFraming,
+    input: &[u8],
+    down: DownFraming,
+    gz: &mut Encoder,
+    out: &mut Vec<u8>,
+    data: &mut Vec<std::ops::Range<usize>>,
+) -> io::Result<(Option<CopyEnd>, usize)> {
+    let (done, n) = frame(
+        framing,
+        input,
+        DownFraming::Close,
+        Some(&mut gz.plain),
+        data,
+    )?;
+    gz.compress(done.is_some(), down, out)?;
+    Ok((done, n))
 }
 
 /// Writes and empties `out` (nothing to do when it is empty).

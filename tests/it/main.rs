@@ -16,6 +16,7 @@ mod edges;
 mod errors;
 mod failover;
 mod feedback;
+mod gzip;
 mod harness;
 mod headers;
 mod health;
