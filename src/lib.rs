@@ -42,6 +42,8 @@ pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
 pub mod template;
+#[cfg(test)]
+mod testing;
 pub mod timer;
 pub mod upstream;
 pub mod worker;

@@ -18,6 +18,8 @@ mod recover;
 mod source;
 pub mod units;
 mod upstream;
+
+pub use upstream::is_next_upstream_condition;
 mod validate;
 
 #[cfg(test)]

@@ -272,6 +272,12 @@ fn server(r: &mut Report<'_, '_>, table: &Spanned<RawServer>, base: &str) -> Opt
     })
 }
 
+/// Whether `name` is one of the `next_upstream` conditions (for translating other
+/// proxies' configurations: the same list as the loader's).
+pub fn is_next_upstream_condition(name: &str) -> bool {
+    condition(&mut NextUpstream::default(), name).is_some()
+}
+
 /// The conditions nginx's `proxy_next_upstream` knows, by name.
 fn condition<'n>(n: &'n mut NextUpstream, name: &str) -> Option<&'n mut bool> {
     Some(match name {

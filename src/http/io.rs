@@ -25,10 +25,6 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new() -> Inbound {
-        Inbound::from_vec(Vec::with_capacity(READ_CHUNK))
-    }
-
     /// An empty inbound reading into `buf` (its contents are discarded).
     pub fn from_vec(mut buf: Vec<u8>) -> Inbound {
         buf.clear();
@@ -166,12 +162,6 @@ impl Inbound {
     pub fn reset(&mut self) {
         self.buf.clear();
         self.pos = 0;
-    }
-}
-
-impl Default for Inbound {
-    fn default() -> Self {
-        Inbound::new()
     }
 }
 
@@ -314,7 +304,7 @@ mod tests {
         let mut client = TcpStream::connect_addr(addr).await.unwrap();
         let (mut server, _) = listener.accept().unwrap();
         server.write_all(b"hello world").unwrap();
-        let mut inbound = Inbound::new();
+        let mut inbound = Inbound::from_vec(Vec::with_capacity(READ_CHUNK));
         while inbound.pending().len() < 11 {
             let n = inbound
                 .fill(&mut client, READ_CHUNK, Duration::from_secs(5))
@@ -413,7 +403,7 @@ mod tests {
             .await
             .unwrap();
         let _server = listener.accept().unwrap();
-        let mut inbound = Inbound::new();
+        let mut inbound = Inbound::from_vec(Vec::with_capacity(READ_CHUNK));
         let err = inbound
             .fill(&mut client, READ_CHUNK, Duration::from_millis(20))
             .await

@@ -185,33 +185,19 @@ mod tests {
             br#"{"input":["a","b"],"opts":{"model":"x","n":[1,[2,[3]]]},"model":"bge-m3"}"#,
         ];
         let alphabet = b"{}[]\":,\\ \nmodel0-";
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for round in 0..20_000 {
-            let mut body = seeds[round % seeds.len()].to_vec();
-            for _ in 0..1 + next() % 4 {
-                let at = (next() as usize) % (body.len() + 1);
-                let byte = alphabet[(next() as usize) % alphabet.len()];
-                match next() % 4 {
-                    0 if at < body.len() => body[at] = byte,
-                    1 => body.insert(at, byte),
-                    2 if at < body.len() => {
-                        body.remove(at);
-                    }
-                    _ => body.truncate(at),
+        crate::testing::mutations(
+            &seeds,
+            alphabet,
+            0x9e37_79b9_7f4a_7c15,
+            20_000,
+            |body, _| {
+                if let Some(r) = request_model(body) {
+                    assert!(r.start >= 1 && r.end < body.len(), "{r:?} in {body:?}");
+                    assert_eq!(body[r.start - 1], b'"');
+                    assert_eq!(body[r.end], b'"');
+                    assert!(body[r].iter().all(|&b| b >= 0x20));
                 }
-            }
-            if let Some(r) = request_model(&body) {
-                assert!(r.start >= 1 && r.end < body.len(), "{r:?} in {body:?}");
-                assert_eq!(body[r.start - 1], b'"');
-                assert_eq!(body[r.end], b'"');
-                assert!(body[r].iter().all(|&b| b >= 0x20));
-            }
-        }
+            },
+        );
     }
 }

@@ -220,31 +220,18 @@ mod tests {
             br#"{"messages":[{},[],"x",{"role":{"a":1}},{"role":"user"}],"prompt":"p"}"#.to_vec(),
         ];
         let alphabet = b"{}[]\":,\\ \nuserolmp";
-        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for round in 0..20_000 {
-            let mut body = seeds[round % seeds.len()].clone();
-            for _ in 0..1 + next() % 4 {
-                let at = (next() as usize) % (body.len() + 1);
-                let byte = alphabet[(next() as usize) % alphabet.len()];
-                match next() % 4 {
-                    0 if at < body.len() => body[at] = byte,
-                    1 => body.insert(at, byte),
-                    2 if at < body.len() => {
-                        body.remove(at);
-                    }
-                    _ => body.truncate(at),
+        let seeds: Vec<&[u8]> = seeds.iter().map(Vec::as_slice).collect();
+        crate::testing::mutations(
+            &seeds,
+            alphabet,
+            0x2545_f491_4f6c_dd1d,
+            20_000,
+            |body, r| {
+                let prefix = (r % 40) as usize;
+                if let Some(r) = prompt_key(body, prefix) {
+                    assert!(r.start <= r.end && r.end <= body.len(), "{r:?} in {body:?}");
                 }
-            }
-            let prefix = (next() % 40) as usize;
-            if let Some(r) = prompt_key(&body, prefix) {
-                assert!(r.start <= r.end && r.end <= body.len(), "{r:?} in {body:?}");
-            }
-        }
+            },
+        );
     }
 }

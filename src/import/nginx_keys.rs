@@ -395,27 +395,13 @@ pub fn upstream_keys(scope: &Scope, notes: &mut Notes) -> Table {
     t
 }
 
-const CONDITIONS: &[&str] = &[
-    "error",
-    "timeout",
-    "invalid_header",
-    "http_500",
-    "http_502",
-    "http_503",
-    "http_504",
-    "http_403",
-    "http_404",
-    "http_429",
-    "non_idempotent",
-];
-
 fn next_upstream(t: &mut Table, d: &Directive, notes: &mut Notes) {
     if d.args.len() == 1 && d.args[0] == "off" {
         return t.set("next_upstream", Value::Str("off".into()), &d.at);
     }
     let mut kept = Vec::new();
     for a in &d.args {
-        if CONDITIONS.contains(&a.as_str()) {
+        if crate::config::is_next_upstream_condition(a) {
             kept.push(a.clone());
         } else {
             notes.warn(

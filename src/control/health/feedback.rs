@@ -53,7 +53,7 @@ struct Poller {
 pub struct Pollers {
     map: BTreeMap<Key, Poller>,
     /// xorshift64 state, never zero.
-    random: u64,
+    random: super::Jitter,
     polls: u64,
 }
 
@@ -156,18 +156,9 @@ impl Pollers {
     pub fn new(seed: u64) -> Pollers {
         Pollers {
             map: BTreeMap::new(),
-            random: seed | 1,
+            random: super::Jitter::new(seed),
             polls: 0,
         }
-    }
-
-    fn next_random(&mut self) -> u64 {
-        let mut x = self.random;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.random = x;
-        x
     }
 
     /// Follows `snap`: learns the servers of groups with `load_feedback`, takes new
@@ -186,7 +177,7 @@ impl Pollers {
                 let poll = Poll::new(server.addr, feedback);
                 let interval = feedback.interval;
                 let ms = interval.as_millis().max(1) as u64;
-                let first = now + Duration::from_millis(self.next_random() % ms);
+                let first = now + Duration::from_millis(self.random.draw() % ms);
                 let poller = self.map.entry(key).or_insert_with(|| Poller {
                     poll: poll.clone(),
                     interval,
@@ -214,7 +205,7 @@ impl Pollers {
         for key in keys {
             self.polls += 1;
             let id = self.polls;
-            let jitter = self.next_random();
+            let jitter = self.random.draw();
             let Some(poller) = self.map.get_mut(&key) else {
                 continue;
             };

@@ -23,6 +23,26 @@ pub mod probe;
 pub mod prom_text;
 pub mod targets;
 
+/// The prober's small seeded random numbers (xorshift64), for spreading probes and polls
+/// over their intervals; a seed makes the schedule repeatable in tests.
+#[derive(Debug)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    pub fn new(seed: u64) -> Jitter {
+        Jitter(seed | 1)
+    }
+
+    pub fn draw(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;

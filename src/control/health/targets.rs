@@ -39,7 +39,7 @@ struct Target {
 pub struct Targets {
     map: BTreeMap<Key, Target>,
     /// xorshift64 state, never zero.
-    random: u64,
+    random: super::Jitter,
     /// Numbers the probes, for [`Target::running`].
     probes: u64,
 }
@@ -63,31 +63,22 @@ impl Targets {
     pub fn new(seed: u64) -> Targets {
         Targets {
             map: BTreeMap::new(),
-            random: seed | 1,
+            random: super::Jitter::new(seed),
             probes: 0,
         }
-    }
-
-    fn next_random(&mut self) -> u64 {
-        let mut x = self.random;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.random = x;
-        x
     }
 
     /// A random duration in `[0, interval)`.
     fn first_delay(&mut self, interval: Duration) -> Duration {
         let ms = interval.as_millis().max(1) as u64;
-        Duration::from_millis(self.next_random() % ms)
+        Duration::from_millis(self.random.draw() % ms)
     }
 
     /// `interval` ± [`JITTER_PERCENT`].
     fn jittered(&mut self, interval: Duration) -> Duration {
         let ms = interval.as_millis() as u64;
         let spread = ms * JITTER_PERCENT / 100;
-        let offset = self.next_random() % (2 * spread + 1);
+        let offset = self.random.draw() % (2 * spread + 1);
         Duration::from_millis(ms - spread + offset)
     }
 
