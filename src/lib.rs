@@ -8,7 +8,8 @@
 //! → chooses a server ([`balance::Peers::pick`]) → takes a pooled connection
 //! ([`upstream::pool::LocalPool::checkout`]) or dials ([`upstream::connect::dial`]) → streams the
 //! request up and the response down ([`http::body`] frames both) → checks the connection back in
-//! ([`upstream::pool::LocalPool::checkin`]).
+//! ([`upstream::pool::LocalPool::checkin`]). A `mode = "tcp"` listener's connections go to
+//! [`tcp::serve`] instead: pick and connect (with failover), PROXY header, relay both ways.
 //!
 //! Control path (main thread, see [`control`]): [`config::load`] parses and validates TOML
 //! into a [`snapshot::Snapshot`] (immutable, `Arc`), [`runtime::start`] spawns one pinned
@@ -36,6 +37,7 @@ pub mod log;
 pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
+pub mod tcp;
 pub mod template;
 pub mod upstream;
 pub mod worker;

@@ -18,6 +18,7 @@ use monoio::io::Canceller;
 use monoio::net::{TcpListener, TcpStream};
 
 use super::Worker;
+use crate::snapshot::Mode;
 
 /// Pause after an accept error (EMFILE and the like) so a full fd table does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -119,12 +120,17 @@ fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bind: SocketA
         return;
     };
     let _ = stream.set_nodelay(true);
+    let tcp = snap.listener_by_bind(bind).map(|l| l.mode) == Some(Mode::Tcp);
     let worker = worker.clone();
     monoio::spawn(async move {
         // The gauge is opened against the snapshot just read; it is not held beyond that.
         let _open = worker.stats.open_connection(&snap, bind);
         drop(snap);
-        crate::http::proxy::serve(&worker, stream, peer, bind).await;
+        if tcp {
+            crate::tcp::serve(&worker, stream, peer, bind).await;
+        } else {
+            crate::http::proxy::serve(&worker, stream, peer, bind).await;
+        }
         drop(slot);
     });
 }
