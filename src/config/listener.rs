@@ -107,7 +107,7 @@ fn listener(
             .as_ref()
             .map_or(base.to_string(), |b| b.get_ref().clone()),
     };
-    let proxy_protocol = proxy_protocol(r, raw, mode, &key("proxy_protocol"));
+    let proxy_protocol = proxy_protocol(raw);
     let http = match mode {
         Mode::Http => http_features(r, raw, base, groups.names),
         Mode::Tcp => {
@@ -177,25 +177,17 @@ fn tcp_hash_key(r: &mut Report<'_, '_>, group: &Group, span: &Range<usize>, key:
     }
 }
 
-fn proxy_protocol(
-    r: &mut Report<'_, '_>,
-    raw: &RawListener,
-    mode: Mode,
-    key: &str,
-) -> ProxyProtocol {
+/// `proxy_protocol`: on tcp listeners the header starts each connection; on http listeners
+/// each new upstream connection (which then serves only that client connection).
+fn proxy_protocol(raw: &RawListener) -> ProxyProtocol {
     let Some(v) = &raw.proxy_protocol else {
         return ProxyProtocol::Off;
     };
-    let pp = match v.get_ref() {
+    match v.get_ref() {
         RawProxyProtocol::Off => ProxyProtocol::Off,
         RawProxyProtocol::V1 => ProxyProtocol::V1,
         RawProxyProtocol::V2 => ProxyProtocol::V2,
-    };
-    if pp != ProxyProtocol::Off && mode == Mode::Http {
-        r.at(&v.span(), key, "is only supported with mode = \"tcp\"");
-        return ProxyProtocol::Off;
     }
-    pp
 }
 
 struct Limits {

@@ -18,6 +18,7 @@ use crate::http::rewrite::error_response;
 use crate::http::stream::{ClientBodyError, RequestBodyState, relay};
 use crate::http::vars::{RequestVars, UpstreamTry, partial_head};
 use crate::snapshot::{GroupId, Listener, Snapshot};
+use crate::upstream::pool::Pooled;
 use crate::worker::{LocalSnapshot, Worker};
 
 /// A client connection and the buffers reused by every request on it.
@@ -36,6 +37,9 @@ pub struct Downstream {
     pub key: Vec<u8>,
     /// The attempt records of the current request (lent to its `RequestVars`).
     pub tries: Vec<UpstreamTry>,
+    /// With `proxy_protocol`: the idle upstream connection that carries this client's
+    /// PROXY header, kept for this client's next request only (never pooled for others).
+    pub own_upstream: Option<(SocketAddr, Pooled)>,
 }
 
 /// Why no request head could be read.
@@ -58,6 +62,7 @@ pub async fn serve(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bin
         out: Vec::new(),
         key: Vec::new(),
         tries: Vec::new(),
+        own_upstream: None,
     };
     let mut served = 0u32;
     // The newest snapshot that still has this listener: after a reload removed it, the
