@@ -43,13 +43,15 @@ impl Copier {
     pub const DEFAULT: Copier = Copier::Buffer;
 
     /// `RINGWAY_TCP_COPIER=splice|buffer` overrides the default (for the benchmark that
-    /// compares them); anything else is the default.
+    /// compares them); anything else is the default. Read once per process: the
+    /// environment is behind a lock, which a worker must not take per connection.
     pub fn from_env() -> Copier {
-        match std::env::var("RINGWAY_TCP_COPIER").as_deref() {
+        static CHOSEN: std::sync::OnceLock<Copier> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| match std::env::var("RINGWAY_TCP_COPIER").as_deref() {
             Ok("splice") => Copier::Splice,
             Ok("buffer") => Copier::Buffer,
             _ => Copier::DEFAULT,
-        }
+        })
     }
 }
 
