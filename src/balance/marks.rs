@@ -39,6 +39,9 @@ struct FailMark {
     down_until: AtomicU64,
     /// Set by active health checks after `fall` bad probes, cleared after `rise` good ones.
     probe_down: AtomicBool,
+    /// The server answered 429 or 503 with `Retry-After`: picks skip it while `now_ms` is
+    /// below this, though it is not failed (`max_fails` ignores it, `server_up` stays 1).
+    busy_until: AtomicU64,
     /// When the server last came back (probes up again, `down` lifted or added by a reload),
     /// in ms; 0 = never. With `down_until` (the end of a passive mark, which needs no write
     /// to be over) it starts the `slow_start` ramp.
@@ -201,6 +204,22 @@ impl Marks {
         })
     }
 
+    /// Marks the server busy until `until_ms` (a later mark already set is kept: answers
+    /// may arrive out of order).
+    pub(super) fn set_busy(&self, idx: usize, until_ms: u64) {
+        if let Some(mark) = self.fail_mark(idx) {
+            mark.busy_until.fetch_max(until_ms, Relaxed);
+        }
+    }
+
+    /// When the server's busy mark ends, in ms (0 or past: not busy). Read from the line
+    /// `healthy` reads.
+    #[inline]
+    pub(super) fn busy_until(&self, idx: usize) -> u64 {
+        self.fail_mark(idx)
+            .map_or(0, |mark| mark.busy_until.load(Relaxed))
+    }
+
     /// Records a probe verdict; a server the probes bring back is back since `now_ms`.
     pub(super) fn set_probe_up(&self, idx: usize, up: bool, now_ms: u64) {
         if let Some(mark) = self.fail_mark(idx) {
@@ -280,6 +299,21 @@ mod tests {
         marks.succeeded(0);
         marks.failed(0, 1400, 3, 100);
         assert!(marks.healthy(0, 1401));
+    }
+
+    #[test]
+    fn a_busy_mark_only_grows_and_leaves_health_alone() {
+        let marks = Marks::new(1);
+        assert_eq!(marks.busy_until(0), 0);
+        marks.set_busy(0, 5000);
+        marks.set_busy(0, 3000);
+        assert_eq!(
+            marks.busy_until(0),
+            5000,
+            "a late, shorter answer keeps the mark"
+        );
+        assert!(marks.healthy(0, 4000), "busy is not failed");
+        assert_eq!(marks.busy_until(7), 0);
     }
 
     #[test]

@@ -146,7 +146,8 @@ pub struct LocalCursor {
 enum Fit {
     /// Down, marked failed, or already tried: not a candidate.
     Out,
-    /// Otherwise usable but at `max_conns`.
+    /// Otherwise usable but at `max_conns`, or marked busy by its own `Retry-After`: room
+    /// comes back by itself (the request may queue, or is refused with `Retry-After`).
     Capped,
     Usable,
 }
@@ -326,7 +327,9 @@ impl Peers {
         };
         if server.down || tried.contains(idx) || !self.marks.healthy(idx, now_ms) {
             Fit::Out
-        } else if server.max_conns != 0 && self.marks.active(idx) >= server.max_conns {
+        } else if (server.max_conns != 0 && self.marks.active(idx) >= server.max_conns)
+            || self.marks.busy_until(idx) > now_ms
+        {
             Fit::Capped
         } else {
             Fit::Usable
@@ -381,7 +384,8 @@ impl Peers {
         let (Some(server), Some(marks)) = (self.servers.get(idx), self.marks.server(idx)) else {
             return;
         };
-        if server.down || !self.marks.healthy(idx, crate::clock::now_ms()) {
+        let now_ms = crate::clock::now_ms();
+        if server.down || !self.marks.healthy(idx, now_ms) || self.marks.busy_until(idx) > now_ms {
             return;
         }
         self.queue.freed(&FreedSlot {
@@ -445,6 +449,35 @@ impl Peers {
     /// period already running is not cut short.
     pub fn succeeded(&self, idx: usize) {
         self.marks.succeeded(idx);
+    }
+
+    /// Server `idx` answered 429 or 503 with `Retry-After`: new requests skip it for
+    /// `for_ms` from `now_ms`. It is busy, not failed: `available` (and `server_up`) and the
+    /// failure count do not change.
+    pub fn mark_busy(&self, idx: usize, now_ms: u64, for_ms: u64) {
+        self.marks.set_busy(idx, now_ms.saturating_add(for_ms));
+    }
+
+    /// How long `idx` stays busy from `now_ms`, in ms (0: not busy).
+    pub fn busy_ms(&self, idx: usize, now_ms: u64) -> u64 {
+        self.marks.busy_until(idx).saturating_sub(now_ms)
+    }
+
+    /// When every server a pick could still use (not down, failed or tried) is marked busy,
+    /// the ms until the first mark ends: room comes back then, not when a request ends.
+    /// `None` when some such server is merely at `max_conns`, or none is busy.
+    pub fn busy_wait_ms(&self, tried: &Tried, now_ms: u64) -> Option<u64> {
+        let mut first: Option<u64> = None;
+        for idx in 0..self.servers.len() {
+            if self.fit(idx, tried, now_ms) == Fit::Out {
+                continue;
+            }
+            match self.busy_ms(idx, now_ms) {
+                0 => return None,
+                ms => first = Some(first.map_or(ms, |f| f.min(ms))),
+            }
+        }
+        first
     }
 
     /// Whether `idx` is currently usable (not down, not marked failed) at `now_ms`.

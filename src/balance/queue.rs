@@ -46,8 +46,8 @@ const WAITING: u8 = 0;
 const GRANTED: u8 = 1;
 const LEFT: u8 = 2;
 
-/// Longest `Retry-After` ringway suggests (an hour: beyond it an estimate means little).
-const MAX_RETRY_AFTER: u64 = 3600;
+/// Longest `Retry-After` ringway suggests: beyond a few minutes an estimate means little.
+const MAX_RETRY_AFTER: u64 = crate::http::retry_after::MAX_SECS;
 
 /// One group's queue. Shared by every worker and every snapshot that has the group.
 #[derive(Default)]

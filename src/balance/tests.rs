@@ -486,3 +486,46 @@ fn inherit_matches_a_repeated_address_by_occurrence() {
     new.inherit(&old);
     assert_eq!(new.active(0), 0, "the first occurrence matches the first");
 }
+
+#[test]
+fn a_busy_server_is_skipped_by_every_policy_until_its_mark_ends() {
+    for policy in POLICIES {
+        let peers = group(policy, vec![server(1), server(1)]);
+        peers.mark_busy(0, 1000, 500);
+        let during = picks(&peers, &Tried::default(), 1200, 20);
+        assert!(
+            during.iter().all(|p| *p == Pick::Server(1)),
+            "{policy:?}: {during:?}"
+        );
+        assert!(peers.available(0, 1200), "busy is not failed");
+        assert_eq!(peers.busy_ms(0, 1200), 300);
+        let after = picks(&peers, &Tried::default(), 1500, 40);
+        assert!(after.contains(&Pick::Server(0)), "{policy:?}: {after:?}");
+        assert_eq!(peers.busy_ms(0, 1500), 0);
+    }
+}
+
+#[test]
+fn every_server_busy_is_a_busy_pick_that_says_when_room_comes_back() {
+    let peers = group(Policy::LeastConn, vec![server(1), server(1)]);
+    peers.mark_busy(0, 1000, 3000);
+    peers.mark_busy(1, 1000, 2000);
+    assert_eq!(picks(&peers, &Tried::default(), 1000, 1), [Pick::Busy]);
+    assert_eq!(peers.busy_wait_ms(&Tried::default(), 1500), Some(1500));
+    let mut tried = Tried::default();
+    tried.insert(1);
+    assert_eq!(
+        peers.busy_wait_ms(&tried, 1500),
+        Some(2500),
+        "tried ones do not count"
+    );
+    assert_eq!(peers.busy_wait_ms(&Tried::default(), 4000), None, "over");
+    // A server that is merely at max_conns frees a slot when a request ends: no wait known.
+    let mut capped = server(1);
+    capped.max_conns = 1;
+    let peers = group(Policy::LeastConn, vec![capped, server(1)]);
+    peers.begin(0);
+    peers.mark_busy(1, 1000, 2000);
+    assert_eq!(picks(&peers, &Tried::default(), 1000, 1), [Pick::Busy]);
+    assert_eq!(peers.busy_wait_ms(&Tried::default(), 1000), None);
+}

@@ -26,12 +26,14 @@ use crate::http::head::{ResponseBody, ResponseHead, Version, parse_response};
 use crate::http::io::{GATHER_FROM, STREAM_CHUNK, write_all, write_gathered};
 use crate::http::proxy::{Downstream, client_body_status};
 use crate::http::queued::{self, Slot};
+use crate::http::retry_after;
 use crate::http::rewrite::{DownFraming, ResponseHeadOut, request_head, response_head};
 use crate::http::stream::{
     CopyEnd, CopyError, CopyEvent, CopyTimeouts, RequestBodyState, StreamError, UpFraming,
     copy_response,
 };
 use crate::http::vars::RequestVars;
+use crate::http::watch::unless_client_leaves;
 use crate::snapshot::{Group, GroupId, Listener, ProxyProtocol};
 use crate::upstream::connect::dial;
 use crate::upstream::pool::Pooled;
@@ -70,6 +72,9 @@ enum Failure {
     InvalidHeader,
     /// The response status is one `next_upstream` retries; the response was discarded.
     Status(u16),
+    /// A 429 or 503 with `Retry-After` that `next_upstream` retries: the server is marked
+    /// busy (not failed) and the response was discarded.
+    Busy(u16),
     /// The client failed while its body was being streamed: no retry, no server blame.
     Client(Option<u16>),
 }
@@ -81,6 +86,7 @@ impl std::fmt::Display for Failure {
             Failure::Io(e) => write!(f, "{e}"),
             Failure::InvalidHeader => f.write_str("invalid response head"),
             Failure::Status(s) => write!(f, "answered {s}"),
+            Failure::Busy(s) => write!(f, "answered {s} with Retry-After (busy)"),
             Failure::Client(_) => f.write_str("client body failed"),
         }
     }
@@ -95,7 +101,7 @@ impl Failure {
     fn status(&self) -> u16 {
         match self {
             _ if self.is_timeout() => 504,
-            Failure::Status(s) => *s,
+            Failure::Status(s) | Failure::Busy(s) => *s,
             Failure::Client(Some(s)) => *s,
             _ => 502,
         }
@@ -106,7 +112,8 @@ impl Failure {
     fn blames_server(&self) -> bool {
         match self {
             Failure::Status(s) => status_blames_server(*s),
-            Failure::Client(_) => false,
+            // Busy is not failed: the server said when to come back.
+            Failure::Busy(_) | Failure::Client(_) => false,
             _ => true,
         }
     }
@@ -118,7 +125,7 @@ impl Failure {
             _ if self.is_timeout() => n.timeout,
             Failure::Connect(_) | Failure::Io(_) => n.error,
             Failure::InvalidHeader => n.invalid_header,
-            Failure::Status(s) => n.on_status(*s),
+            Failure::Status(s) | Failure::Busy(s) => n.on_status(*s),
             Failure::Client(_) => false,
         }
     }
@@ -290,7 +297,10 @@ pub async fn run(
         vars.current_try().end(failed);
         let failure = match result {
             Ok(outcome) => {
-                book_response(worker, group, group_id, idx, vars.current_try().status);
+                let status = vars.current_try().status;
+                if !active.answered_busy.get() {
+                    book_response(worker, group, group_id, idx, status);
+                }
                 return outcome;
             }
             Err(f) => f,
@@ -376,6 +386,8 @@ struct Active<'a> {
     group_id: GroupId,
     idx: usize,
     open: std::cell::Cell<bool>,
+    /// The server answered 429/503 with `Retry-After` and is marked busy: not a failure.
+    answered_busy: std::cell::Cell<bool>,
 }
 
 impl<'a> Active<'a> {
@@ -386,6 +398,7 @@ impl<'a> Active<'a> {
             group_id,
             idx,
             open: std::cell::Cell::new(true),
+            answered_busy: std::cell::Cell::new(false),
         }
     }
 
@@ -499,8 +512,14 @@ async fn attempt(
                 .stats
                 .first_byte(active.group_id, group, active.idx, waited);
         }
+        let busy = mark_busy(group, active.idx, &resp, conn.up_in.pending(), vars);
+        active.answered_busy.set(busy);
         if group.next_upstream.on_status(resp.status) {
-            let failure = Failure::Status(resp.status);
+            let failure = if busy {
+                Failure::Busy(resp.status)
+            } else {
+                Failure::Status(resp.status)
+            };
             match retry.verdict(&failure, body) {
                 // Discarded unread: this connection's stream position is unknown, so it is
                 // dropped.
@@ -558,6 +577,43 @@ async fn send_proxy_header(
     crate::upstream::proxy_header::write(spec.proxy_protocol, conn.peer, listener, &mut header);
     let (res, _) = write_all(&mut up.stream, header, group.send_timeout).await;
     res.map_err(Failure::Io)
+}
+
+/// A 429 or 503 with a valid `Retry-After` marks server `idx` busy for that long (within
+/// [`retry_after::MIN_SECS`]..=[`retry_after::MAX_SECS`]); says whether it did.
+fn mark_busy(
+    group: &Group,
+    idx: usize,
+    resp: &ResponseHead,
+    buf: &[u8],
+    vars: &RequestVars<'_>,
+) -> bool {
+    if !matches!(resp.status, 429 | 503) {
+        return false;
+    }
+    let Some(value) = resp.header(buf, "retry-after") else {
+        return false;
+    };
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let Some(secs) = retry_after::parse(value, now_unix) else {
+        crate::debug!(
+            "{}: ignoring a Retry-After that is neither seconds nor a date: {:?}",
+            vars.peer,
+            String::from_utf8_lossy(value)
+        );
+        return false;
+    };
+    let secs = retry_after::clamp(secs);
+    group.peers.mark_busy(idx, now_ms(), secs * 1000);
+    crate::info!(
+        "{}: {} answered {} with Retry-After: busy for {secs}s",
+        vars.peer,
+        group.peers.servers()[idx].addr,
+        resp.status
+    );
+    true
 }
 
 /// Writes the request head and the body's replay copy, then streams the rest of the body.
@@ -649,67 +705,6 @@ async fn read_response_head(
             Ok(_) => {}
             Err(e) => return Err(Failure::Io(e)),
         }
-    }
-}
-
-/// How long a server may work on a response before the proxy also watches the client for
-/// leaving: quick answers never pay for the watch.
-const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(200);
-
-/// Awaits `work`; if it runs longer than `WATCH_CLIENT_AFTER`, also watches `client`, and
-/// gives `None` when the client closes its connection meanwhile (nginx's "client
-/// prematurely closed connection"). Bytes the client sends (a pipelined request) stay
-/// in the socket for later.
-async fn unless_client_leaves<F: std::future::Future>(
-    work: F,
-    client: &monoio::net::TcpStream,
-) -> Option<F::Output> {
-    let mut work = std::pin::pin!(work);
-    monoio::select! {
-        out = &mut work => return Some(out),
-        _ = monoio::time::sleep(WATCH_CLIENT_AFTER) => {}
-    }
-    loop {
-        monoio::select! {
-            out = &mut work => return Some(out),
-            ready = client.readable(false) => match (ready, peek(client)) {
-                (_, Peeked::Closed) => return None,
-                // A readiness error is no proof the client left (only the peek is): stop
-                // watching rather than abort a request whose client may still wait.
-                (Err(_), _) | (_, Peeked::Data) => return Some(work.await),
-                (Ok(()), Peeked::Nothing) => {}
-            },
-        }
-    }
-}
-
-pub(crate) enum Peeked {
-    Closed,
-    Data,
-    Nothing,
-}
-
-/// Looks at the client socket without taking anything from it.
-pub(crate) fn peek(client: &monoio::net::TcpStream) -> Peeked {
-    use std::os::fd::AsRawFd;
-    let mut byte = 0u8;
-    // SAFETY: a valid socket fd and a one-byte buffer we own; MSG_PEEK leaves the data
-    // queued, MSG_DONTWAIT never blocks the event loop.
-    let n = unsafe {
-        libc::recv(
-            client.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => Peeked::Closed,
-        n if n > 0 => Peeked::Data,
-        _ => match io::Error::last_os_error().kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Peeked::Nothing,
-            _ => Peeked::Closed,
-        },
     }
 }
 
@@ -944,6 +939,20 @@ mod tests {
             ..retry(g, true)
         };
         assert_eq!(last.verdict(&reset, &body), Err(NoRetry::TriesExhausted));
+    }
+
+    #[test]
+    fn a_busy_answer_is_retried_as_its_status_says_but_never_blamed() {
+        let snap = group("next_upstream = [\"http_429\"]");
+        let body = RequestBodyState::new(RequestBody::None, 0);
+        let get = retry(&snap.groups[0], true);
+        assert_eq!(get.verdict(&Failure::Busy(429), &body), Ok(()));
+        assert_eq!(
+            get.verdict(&Failure::Busy(503), &body),
+            Err(NoRetry::NotListed)
+        );
+        assert!(!Failure::Busy(429).blames_server() && !Failure::Busy(503).blames_server());
+        assert_eq!(Failure::Busy(503).status(), 503);
     }
 
     #[test]

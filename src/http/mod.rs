@@ -7,6 +7,8 @@ pub mod io;
 pub mod model;
 pub mod proxy;
 pub mod queued;
+pub mod retry_after;
 pub mod rewrite;
 pub mod stream;
 pub mod vars;
+pub mod watch;

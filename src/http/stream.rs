@@ -12,6 +12,7 @@ use crate::http::body::{ChunkedDecoder, LAST_CHUNK, chunk_header};
 use crate::http::head::RequestBody;
 use crate::http::io::{GATHER_FROM, Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::DownFraming;
+use crate::http::watch::unless_client_leaves;
 use crate::snapshot::Listener;
 
 /// Why reading the request body from the client stopped.
@@ -328,7 +329,14 @@ pub async fn copy_response(
         if let Some(end) = done {
             return (Ok(end), out, sent);
         }
-        match up_in.fill(upstream, STREAM_CHUNK, read_timeout).await {
+        // Between two reads the server may work for long (the next token): a client that
+        // leaves meanwhile ends the copy at once, and the server connection is closed.
+        let fill = up_in.fill(upstream, STREAM_CHUNK, read_timeout);
+        let Some(filled) = unless_client_leaves(fill, client).await else {
+            let e = io::Error::new(io::ErrorKind::ConnectionAborted, "client went away");
+            return (Err(CopyError::Client(e)), out, sent);
+        };
+        match filled {
             Ok(0) if matches!(framing, UpFraming::Eof) => {
                 events(CopyEvent::UpstreamDone);
                 if down == DownFraming::Chunked {

@@ -37,6 +37,8 @@ pub struct ServerGauge {
     pub server: String,
     pub state: ServerState,
     pub active: u32,
+    /// Ms until the server's busy mark (its own `Retry-After`) ends; 0 when not busy.
+    pub busy_ms: u64,
 }
 
 /// One upstream group's wait queue, read at scrape time (process-wide, kept over reloads).
@@ -98,6 +100,7 @@ impl Gauges {
                     // Its share of the active requests is added; it is up if either is.
                     Some(g) => {
                         g.active += peers.active(idx);
+                        g.busy_ms = g.busy_ms.max(peers.busy_ms(idx, now_ms));
                         if state == ServerState::Up {
                             g.state = state;
                         }
@@ -107,6 +110,7 @@ impl Gauges {
                         server,
                         state,
                         active: peers.active(idx),
+                        busy_ms: peers.busy_ms(idx, now_ms),
                     }),
                 }
             }
@@ -265,6 +269,20 @@ fn gauge_families(out: &mut String, report: &StatsReport, g: &Gauges) {
             ("server", s.server.as_str()),
         ];
         sample(out, "ringway_upstream_server_up", &labels, up);
+    }
+    family(
+        out,
+        "ringway_upstream_server_busy",
+        "gauge",
+        "1 while the server is skipped because it answered 429 or 503 with Retry-After (busy, not failed).",
+    );
+    for s in &g.servers {
+        let labels = [
+            ("upstream", s.upstream.as_str()),
+            ("server", s.server.as_str()),
+        ];
+        let busy = u8::from(s.busy_ms > 0);
+        sample(out, "ringway_upstream_server_busy", &labels, busy);
     }
     family(
         out,
@@ -451,7 +469,8 @@ fn seconds(us: u64) -> String {
 }
 
 /// The `/status` document: generation, draining, and per upstream per server its address,
-/// state, active requests, requests answered and failures.
+/// state, active requests, requests answered, failures and `busy_until_ms` (ms until its
+/// busy mark ends, 0 when not busy).
 pub fn status_json(report: &StatsReport, g: &Gauges) -> String {
     let mut out = String::with_capacity(1024);
     let _ = write!(
@@ -482,11 +501,13 @@ pub fn status_json(report: &StatsReport, g: &Gauges) -> String {
             json_string(&mut out, &s.server);
             let _ = write!(
                 out,
-                ",\"state\":\"{}\",\"active_requests\":{},\"requests\":{},\"failures\":{}}}",
+                ",\"state\":\"{}\",\"active_requests\":{},\"requests\":{},\"failures\":{},\
+                 \"busy_until_ms\":{}}}",
                 s.state.as_str(),
                 s.active,
                 report.requests_for(&s.upstream, &s.server),
-                failures
+                failures,
+                s.busy_ms
             );
         }
         out.push_str("]}");

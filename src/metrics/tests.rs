@@ -273,6 +273,7 @@ fn small_gauges() -> Gauges {
             server: X.into(),
             state: ServerState::Failed,
             active: 4,
+            busy_ms: 2500,
         }],
         missing_workers: 0,
         access_log_dropped: 7,
@@ -330,6 +331,9 @@ ringway_active_connections{listener=\"web\"} 1
 # HELP ringway_upstream_server_up 1 if the server takes requests, 0 while it is down, failed max_fails or failing active checks.
 # TYPE ringway_upstream_server_up gauge
 ringway_upstream_server_up{upstream=\"b\",server=\"127.0.0.1:1801\"} 0
+# HELP ringway_upstream_server_busy 1 while the server is skipped because it answered 429 or 503 with Retry-After (busy, not failed).
+# TYPE ringway_upstream_server_busy gauge
+ringway_upstream_server_busy{upstream=\"b\",server=\"127.0.0.1:1801\"} 1
 # HELP ringway_upstream_health_changes_total Times active health checks took a server down or brought it back, by the state it changed to.
 # TYPE ringway_upstream_health_changes_total counter
 ringway_upstream_health_changes_total{upstream=\"b\",server=\"127.0.0.1:1801\",to=\"down\"} 1
@@ -377,7 +381,7 @@ fn status_renders_exactly() {
         status_json(&r, &g),
         "{\"generation\":3,\"draining\":false,\"missing_workers\":0,\"upstreams\":[\
          {\"name\":\"b\",\"servers\":[{\"address\":\"127.0.0.1:1801\",\"state\":\"failed\",\
-         \"active_requests\":4,\"requests\":7,\"failures\":2}]},\
+         \"active_requests\":4,\"requests\":7,\"failures\":2,\"busy_until_ms\":2500}]},\
          {\"name\":\"q\\\"uoted\",\"servers\":[]}]}\n"
     );
 }

@@ -292,3 +292,51 @@ fn metrics_show_server_up_and_health_changes(driver: &str) {
     assert_eq!(sum(&text, changes, &a_down), 0.0, "{text}");
 }
 both_drivers!(metrics_show_server_up_and_health_changes);
+
+/// Hang detection: the engine keeps `/health` at 200 but its generations hang. A `/health`
+/// probe keeps such a server in; a 1-token generation probe with a `timeout` takes it out.
+fn a_generation_probe_with_a_timeout_takes_out_a_server_whose_generations_hang(driver: &str) {
+    let engine = |name: &'static str, hangs: bool| {
+        Backend::start(move |req, c| match (req.method.as_str(), req.path()) {
+            ("GET", "/health") => {
+                c.ok("ok");
+            }
+            ("POST", "/v1/completions") if hangs => {
+                // No token ever comes (until the prober gives up and closes).
+                c.read_some(Duration::from_secs(10));
+            }
+            _ => {
+                c.ok(name);
+            }
+        })
+    };
+    let (a, b) = (engine("a", false), engine("b", true));
+    let body = r#"{"prompt":"hi","max_tokens":1}"#;
+    let generation = format!(
+        "path = \"/v1/completions\", method = \"POST\", body = '{body}', \
+         interval = \"100ms\", timeout = \"300ms\", fall = 1"
+    );
+    let servers = [a.addr(), b.addr()].map(|s| server(s, "max_fails = 0"));
+    // Group `u` probes generations; group `plain` probes /health on the same servers.
+    let text = format!(
+        "[admin]\nbind = \"$BIND2\"\n\n{}\n[upstreams.plain]\nservers = [{}]\n\
+         health_check = {{ path = \"/health\", interval = \"100ms\", fall = 1 }}\n",
+        config("", &format!("health_check = {{ {generation} }}"), &servers),
+        servers.join(", ")
+    );
+    let p = Proxy::start(driver, &text);
+    let down = format!(
+        "upstream u server {} is down after 1 failed check: timed out after 300ms",
+        b.addr()
+    );
+    wait_log(&p, &down, 1);
+    assert_eq!(spread(p.addr, 6), (6, 0));
+    let b_s = b.addr().to_string();
+    let text = scrape(p.extra[0]);
+    let up = |group: &str| {
+        let labels = [("upstream", group), ("server", b_s.as_str())];
+        sum(&text, "ringway_upstream_server_up", &labels)
+    };
+    assert_eq!((up("u"), up("plain")), (0.0, 1.0), "{text}");
+}
+both_drivers!(a_generation_probe_with_a_timeout_takes_out_a_server_whose_generations_hang);

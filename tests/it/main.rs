@@ -6,9 +6,11 @@ mod support;
 
 mod access_log;
 mod admin;
+mod backpressure;
 mod backup;
 mod balance;
 mod basic;
+mod cancel;
 mod cli;
 mod edges;
 mod errors;
