@@ -45,8 +45,8 @@ impl Snapshot {
         }
     }
 
-    /// Decides each listener's [`Needs`] from the templates that may render for it: the
-    /// access format (when the access log is on), its header rules, every hash key.
+    /// Decides each listener's [`Needs`] from its routes and the templates that may render
+    /// for it: the access format (when the access log is on), its header rules, every hash key.
     pub fn find_needs(&mut self) {
         use crate::template::{Template, Var};
         let model = |v: &Var| *v == Var::RequestModel;
@@ -76,8 +76,18 @@ impl Snapshot {
                 .chain(rules.map(|r| &r.value))
                 .chain(keys.iter().copied())
                 .collect();
+            let model_routes = listener.routes.iter().any(|r| r.model.is_some());
+            let reachable =
+                std::iter::once(listener.group).chain(listener.routes.iter().map(|r| r.group));
+            let prompt_prefix = reachable
+                .filter_map(|g| self.groups.get(g))
+                .filter(|g| g.peers.policy() == crate::balance::Policy::Prompt)
+                .map(|g| g.prompt_prefix)
+                .max()
+                .unwrap_or(0);
             listener.needs = Needs {
-                model: templates.iter().any(|t| t.uses(model)),
+                model: model_routes || templates.iter().any(|t| t.uses(model)),
+                prompt_prefix,
                 upstream_times: templates.iter().any(|t| t.uses(times)),
             };
         }
@@ -197,6 +207,9 @@ pub struct Route {
     pub path_prefix: Option<String>,
     /// Lower-cased host without port.
     pub host: Option<String>,
+    /// The body's top-level `"model"` string, compared as raw JSON text (see
+    /// [`crate::http::model`]).
+    pub model: Option<String>,
     pub group: GroupId,
 }
 
@@ -229,17 +242,29 @@ pub struct Listener {
 /// that a request does not scan templates to find out.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Needs {
-    /// `$request_model` is rendered somewhere: scan the kept body for it.
+    /// `$request_model` is rendered somewhere, or a route matches on the model: read the body
+    /// into the replay copy until its `"model"` is found (or the copy is full, or the body
+    /// ends) before a server is chosen.
     pub model: bool,
+    /// A group this listener can send to balances by prompt: the longest `prompt_prefix`
+    /// among them (0: none). The body is then read into the replay copy until its prompt key
+    /// is found (or the copy is full, or the body ends) before a server is chosen.
+    pub prompt_prefix: usize,
     /// `$upstream_connect_time`, `$upstream_response_time` or `$upstream_first_token_time`
     /// is rendered: time those moments (the first byte is always timed, for metrics).
     pub upstream_times: bool,
 }
 
 impl Listener {
-    /// The group for a request with this path and port-less host (any letter case).
-    pub fn route(&self, path: &[u8], host: Option<&[u8]>) -> GroupId {
+    /// The group for a request with this path, port-less host (any letter case) and body
+    /// `"model"` string (`None`: the body has none, or not within the replay copy).
+    pub fn route(&self, path: &[u8], host: Option<&[u8]>, model: Option<&[u8]>) -> GroupId {
         for route in &self.routes {
+            if let Some(want) = &route.model
+                && model != Some(want.as_bytes())
+            {
+                continue;
+            }
             if let Some(prefix) = &route.path_prefix
                 && !path.starts_with(prefix.as_bytes())
             {
@@ -334,6 +359,10 @@ pub struct Group {
     pub send_timeout: Duration,
     /// Longest gap between two reads from the server.
     pub read_timeout: Duration,
+    /// Longest wait for the response head once the request is sent (default `read_timeout`).
+    pub first_byte_timeout: Duration,
+    /// `balance = "prompt"`: leading bytes of a bare `prompt` string that form the key.
+    pub prompt_prefix: usize,
     pub next_upstream: NextUpstream,
     /// 0 = as many as there are servers.
     pub next_upstream_tries: u32,

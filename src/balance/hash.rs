@@ -178,8 +178,46 @@ fn point_hash(addr: SocketAddr, twin: u32, point: u32) -> u64 {
     hash64(&buf[..len + 10])
 }
 
-/// The first usable server clockwise from `key_hash`; `None` (after seeing every primary)
-/// when there is none.
+/// `hash_balance_factor` (consistent hashing with bounded loads, Mirrokni et al.): a server
+/// takes a new request only while its load is below `factor`% of its weighted share of
+/// (all load + 1), rounded up. Measured once per pick, over the available primaries.
+pub(super) struct Bound {
+    /// `factor` × (the load of every available primary + 1).
+    scaled_total: u64,
+    /// 100 × the weights of the available primaries.
+    scaled_weights: u64,
+}
+
+impl Bound {
+    /// `None` when the group has no `hash_balance_factor`.
+    pub(super) fn measure(peers: &Peers, now_ms: u64) -> Option<Bound> {
+        if peers.balance_factor == 0 {
+            return None;
+        }
+        let (mut load, mut weights) = (0u64, 0u64);
+        for &idx in peers.primaries.iter() {
+            if peers.available(idx as usize, now_ms) {
+                load += u64::from(peers.load(idx as usize));
+                weights += peers.weight(idx as usize, now_ms);
+            }
+        }
+        Some(Bound {
+            scaled_total: u64::from(peers.balance_factor) * (load + 1),
+            scaled_weights: 100 * weights.max(1),
+        })
+    }
+
+    /// Server `idx` is below its bound.
+    pub(super) fn has_room(&self, peers: &Peers, idx: usize, now_ms: u64) -> bool {
+        let weight = u128::from(peers.weight(idx, now_ms));
+        let cap =
+            (u128::from(self.scaled_total) * weight).div_ceil(u128::from(self.scaled_weights));
+        u128::from(peers.load(idx)) < cap
+    }
+}
+
+/// The first usable server clockwise from `key_hash` (with a `hash_balance_factor`, the
+/// first one below its bound); `None` (after seeing every primary) when there is none.
 pub(super) fn ring_pick(
     peers: &Peers,
     key_hash: u64,
@@ -192,15 +230,25 @@ pub(super) fn ring_pick(
     if len == 0 {
         return None;
     }
+    let bound = Bound::measure(peers, now_ms);
+    let room = |idx: usize| {
+        bound
+            .as_ref()
+            .is_none_or(|b| b.has_room(peers, idx, now_ms))
+    };
     let start = ring.position(key_hash);
     // The common case: the key's own server is usable; skip setting up the walk.
     if let Some(&idx) = ring.owners.get(start)
         && peers.fit(idx as usize, tried, now_ms) == Fit::Usable
+        && room(idx as usize)
     {
         return Some(idx as usize);
     }
     let mut seen = Tried::default();
     let mut distinct = 0;
+    // The first usable server over its bound: taken when every one is (loads moved since
+    // the bound was measured).
+    let mut over = None;
     for step in 0..len {
         let pos = if start + step >= len {
             start + step - len
@@ -212,7 +260,10 @@ pub(super) fn ring_pick(
             continue;
         }
         match peers.fit(idx, tried, now_ms) {
-            Fit::Usable => return Some(idx),
+            Fit::Usable if room(idx) => return Some(idx),
+            Fit::Usable => {
+                over.get_or_insert(idx);
+            }
             Fit::Capped => *busy = true,
             Fit::Out => {}
         }
@@ -222,7 +273,7 @@ pub(super) fn ring_pick(
             break;
         }
     }
-    None
+    over
 }
 
 /// nginx's ip_hash over `key` (see [`ip_hash_key`]), weighted over the primaries.
@@ -235,6 +286,7 @@ pub(super) fn ip_hash_pick(
     busy: &mut bool,
 ) -> Option<usize> {
     let total = peers.cumulative.last().copied().unwrap_or(0);
+    let bound = Bound::measure(peers, now_ms);
     if total > 0 {
         let mut hash: u32 = 89;
         for _ in 0..IP_HASH_TRIES {
@@ -247,9 +299,16 @@ pub(super) fn ip_hash_pick(
                 break;
             };
             match peers.fit(idx as usize, tried, now_ms) {
-                Fit::Usable => return Some(idx as usize),
+                Fit::Usable
+                    if bound
+                        .as_ref()
+                        .is_none_or(|b| b.has_room(peers, idx as usize, now_ms)) =>
+                {
+                    return Some(idx as usize);
+                }
+                // Over its bound: rehash, as for a server that cannot be used.
+                Fit::Usable | Fit::Out => {}
                 Fit::Capped => *busy = true,
-                Fit::Out => {}
             }
         }
     }
@@ -502,5 +561,61 @@ mod tests {
         };
         assert_ne!(other, usual);
         assert_eq!(peers.pick(&mut cursor, key, &tried, 1), Pick::Server(other));
+    }
+
+    /// Where `n` requests of one key land when each stays in flight (counted) after its pick.
+    fn flood(policy: Policy, factor: u32, key: PickKey<'_>, n: usize) -> Vec<u32> {
+        let peers = group(policy, servers(&[1, 2, 3, 4])).with_balance_factor(factor);
+        let mut cursor = LocalCursor::new(&peers, 0);
+        for _ in 0..n {
+            let idx = pick(&peers, &mut cursor, key);
+            peers.begin(idx);
+        }
+        (0..4).map(|idx| peers.active(idx)).collect()
+    }
+
+    #[test]
+    fn a_bounded_key_spills_to_the_next_servers_only_past_its_share() {
+        for policy in [Policy::Hash, Policy::Prompt] {
+            let key = PickKey::Bytes(b"one conversation");
+            let unbounded = flood(policy, 0, key, 20);
+            assert_eq!(
+                unbounded.iter().filter(|&&n| n > 0).count(),
+                1,
+                "{unbounded:?}"
+            );
+            // 125%: the k-th request finds a server full at ceil(1.25 x (k + 1) / 4).
+            let bounded = flood(policy, 125, key, 20);
+            assert_eq!(bounded.iter().sum::<u32>(), 20);
+            assert!(bounded.iter().all(|&n| n <= 7), "{bounded:?}");
+            // The key's own server is the fullest: it takes every request it has room for.
+            let home = unbounded.iter().position(|&n| n > 0).unwrap();
+            assert_eq!(bounded[home], *bounded.iter().max().unwrap(), "{bounded:?}");
+        }
+        let ip = PickKey::Ip(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        assert_eq!(
+            flood(Policy::IpHash, 0, ip, 20)
+                .iter()
+                .filter(|&&n| n > 0)
+                .count(),
+            1
+        );
+        let bounded = flood(Policy::IpHash, 125, ip, 20);
+        assert!(bounded.iter().all(|&n| n <= 7), "{bounded:?}");
+    }
+
+    #[test]
+    fn a_lone_request_is_never_turned_away_by_the_bound() {
+        // ceil(1.0 x (0 + 1) / 4) = 1: an idle group takes the key at home.
+        let peers = group(Policy::Prompt, servers(&[1, 2, 3, 4])).with_balance_factor(100);
+        let plain = group(Policy::Prompt, servers(&[1, 2, 3, 4]));
+        let mut cursor = LocalCursor::new(&peers, 0);
+        for key in keys().iter().take(500) {
+            let key = PickKey::Bytes(key.as_bytes());
+            assert_eq!(
+                pick(&peers, &mut cursor, key),
+                pick(&plain, &mut cursor, key)
+            );
+        }
     }
 }

@@ -35,7 +35,7 @@ pub(super) fn pick(
             }
             Fit::Out => continue,
         }
-        let active = u64::from(peers.marks.active(idx as usize));
+        let active = u64::from(peers.load(idx as usize));
         let weight = peers.weight(idx as usize, now_ms);
         let better = match best {
             Some((best_active, best_weight)) => {
@@ -65,8 +65,7 @@ pub(super) fn pick(
     }
     let chosen = round_robin::step(peers, set, current, now_ms, |idx| {
         peers.fit(idx, tried, now_ms) == Fit::Usable
-            && u64::from(peers.marks.active(idx)) * best_weight
-                <= best_active * peers.weight(idx, now_ms)
+            && u64::from(peers.load(idx)) * best_weight <= best_active * peers.weight(idx, now_ms)
     });
     Some(chosen.unwrap_or(tied[0] as usize))
 }

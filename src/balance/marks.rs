@@ -15,17 +15,22 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 
+use super::least_time::TimeMark;
+
 /// Bits of `FailMark::window` that hold the window start (ms since process start: 8900 years).
 const START_BITS: u32 = 48;
 const START_MASK: u64 = (1 << START_BITS) - 1;
 /// The failure count has the remaining 16 bits; `max_fails` above this behaves like this.
 const MAX_COUNT: u32 = u16::MAX as u32;
 
-/// Requests in flight on one server, process-wide (least_conn, random_two and max_conns).
+/// Requests in flight on one server, process-wide (least_conn, random_two and max_conns),
+/// and least_time's estimate of its time to first byte: written at the start and the end of
+/// every request alike, so they share the line that bounces anyway.
 #[repr(align(64))]
 #[derive(Default)]
 struct ActiveMark {
     count: AtomicU32,
+    time: TimeMark,
 }
 
 /// Passive (and active-check) health of one server.
@@ -137,6 +142,12 @@ impl Marks {
         if let Some(marks) = self.servers.get(idx) {
             marks.end();
         }
+    }
+
+    /// least_time's estimate of server `idx`'s time to first byte.
+    #[inline]
+    pub(super) fn time(&self, idx: usize) -> Option<&TimeMark> {
+        self.active_mark(idx).map(|mark| &mark.time)
     }
 
     #[inline]

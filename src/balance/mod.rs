@@ -20,6 +20,7 @@
 
 mod hash;
 mod least_conn;
+mod least_time;
 mod marks;
 pub mod queue;
 mod random_two;
@@ -48,6 +49,18 @@ pub enum Policy {
     Hash,
     /// Two random candidates (weighted), the less loaded wins.
     RandomTwo,
+    /// Two random candidates (weighted), the lower (load + 1) × time to first byte wins.
+    LeastTime,
+    /// The consistent ring over a key read from the JSON body's prompt; least_time without.
+    Prompt,
+}
+
+impl Policy {
+    /// The policy reads the servers' time to first byte (least_time, and prompt's fallback):
+    /// only then are the times recorded.
+    pub fn times(self) -> bool {
+        matches!(self, Policy::LeastTime | Policy::Prompt)
+    }
 }
 
 /// One configured server.
@@ -130,6 +143,8 @@ pub struct Peers {
     queue: Arc<WaitQueue>,
     /// The group has `queue` set: a freed slot is offered to the queue first.
     queued: bool,
+    /// `hash_balance_factor` in percent; 0 = off (keyed policies only).
+    balance_factor: u32,
 }
 
 /// Per-worker balancing state for one group (smooth weights, tie cursor, random seed).
@@ -175,7 +190,7 @@ impl Peers {
             })
             .collect();
         let ring = match policy {
-            Policy::Hash => hash::Ring::build(&servers, &primaries),
+            Policy::Hash | Policy::Prompt => hash::Ring::build(&servers, &primaries),
             _ => hash::Ring::default(),
         };
         let marks = Marks::new(servers.len());
@@ -190,7 +205,15 @@ impl Peers {
             slow_start_ms: 0,
             queue: Arc::default(),
             queued: false,
+            balance_factor: 0,
         }
+    }
+
+    /// Sets `hash_balance_factor` (percent, 0 = off): `hash`, `ip_hash` and `prompt` send a
+    /// key past a server whose load is at its bound (see [`hash::Bound`]).
+    pub fn with_balance_factor(mut self, percent: u32) -> Peers {
+        self.balance_factor = percent;
+        self
     }
 
     /// The group has a wait queue (`queue = { .. }`): freed slots go to its waiters first.
@@ -300,7 +323,15 @@ impl Peers {
             (Policy::LeastConn, _) => {
                 least_conn::pick(self, &self.primaries, current, tried, now_ms, busy)
             }
-            (Policy::RandomTwo, _) => random_two::pick(self, cursor, tried, now_ms, busy),
+            (Policy::RandomTwo, _) => {
+                random_two::pick(self, cursor, tried, now_ms, busy, random_two::less_loaded)
+            }
+            (Policy::LeastTime, _) | (Policy::Prompt, PickKey::None | PickKey::Ip(_)) => {
+                random_two::pick(self, cursor, tried, now_ms, busy, least_time::faster)
+            }
+            (Policy::Prompt, PickKey::Bytes(bytes)) => {
+                hash::ring_pick(self, hash::hash64(bytes), tried, now_ms, busy)
+            }
             (Policy::IpHash, PickKey::Ip(ip)) => {
                 let (bytes, len) = hash::ip_hash_key(ip);
                 hash::ip_hash_pick(self, current, &bytes[..len], tried, now_ms, busy)
@@ -490,6 +521,34 @@ impl Peers {
     /// Active requests on `idx`, process-wide.
     pub fn active(&self, idx: usize) -> u32 {
         self.marks.active(idx)
+    }
+
+    /// The load the load-aware policies weigh (least_time, random_two, and the bound of
+    /// `hash_balance_factor`): the requests in flight on `idx`, process-wide. The one place
+    /// to add other signals of how busy a server is.
+    #[inline]
+    pub fn load(&self, idx: usize) -> u32 {
+        self.marks.active(idx)
+    }
+
+    /// A response from `idx` began `waited` after its request was sent (its first body
+    /// byte, or its head when it has no body): least_time's sample.
+    pub fn observe_first_byte(&self, idx: usize, waited: Duration, now_ms: u64) {
+        if self.policy.times()
+            && let Some(mark) = self.marks.time(idx)
+        {
+            mark.observe(waited, now_ms);
+        }
+    }
+
+    /// An attempt on `idx` failed (error, timeout, a 429 or 5xx answer): to least_time it
+    /// counts as a slow answer, never as a fast one.
+    pub fn observe_failure(&self, idx: usize, now_ms: u64) {
+        if self.policy.times()
+            && let Some(mark) = self.marks.time(idx)
+        {
+            mark.failed(now_ms);
+        }
     }
 
     /// Active health checks: after `fall` bad probes `set_probe_up(idx, false)` takes the

@@ -27,27 +27,28 @@ fn below(state: &mut u64, bound: u64) -> u64 {
     ((u128::from(next_random(state)) * u128::from(bound)) >> 64) as u64
 }
 
+/// Which of two candidates wins (`random_two`: [`less_loaded`]; least_time its own).
+pub(super) type Better = fn(&Peers, usize, usize, u64) -> usize;
+
 pub(super) fn pick(
     peers: &Peers,
     cursor: &mut LocalCursor,
     tried: &Tried,
     now_ms: u64,
     busy: &mut bool,
+    better: Better,
 ) -> Option<usize> {
     if let Some(first) = fast_draw(peers, cursor, tried, now_ms, None)
         && let Some(second) = fast_draw(peers, cursor, tried, now_ms, Some(first))
     {
-        return Some(less_loaded(peers, first, second, now_ms));
+        return Some(better(peers, first, second, now_ms));
     }
-    exact(peers, cursor, tried, now_ms, busy)
+    exact(peers, cursor, tried, now_ms, busy, better)
 }
 
-/// The candidate with fewer active requests relative to weight (the first on a tie).
-fn less_loaded(peers: &Peers, a: usize, b: usize, now_ms: u64) -> usize {
-    let (active_a, active_b) = (
-        u64::from(peers.marks.active(a)),
-        u64::from(peers.marks.active(b)),
-    );
+/// The candidate with the lower load relative to weight (the first on a tie).
+pub(super) fn less_loaded(peers: &Peers, a: usize, b: usize, now_ms: u64) -> usize {
+    let (active_a, active_b) = (u64::from(peers.load(a)), u64::from(peers.load(b)));
     let (weight_a, weight_b) = (peers.weight(a, now_ms), peers.weight(b, now_ms));
     if active_a * weight_b <= active_b * weight_a {
         a
@@ -90,6 +91,7 @@ fn exact(
     tried: &Tried,
     now_ms: u64,
     busy: &mut bool,
+    better: Better,
 ) -> Option<usize> {
     let mut total = 0u64;
     let mut usable = 0usize;
@@ -124,7 +126,7 @@ fn exact(
             Some(first),
         ),
     };
-    Some(second.map_or(first, |second| less_loaded(peers, first, second, now_ms)))
+    Some(second.map_or(first, |second| better(peers, first, second, now_ms)))
 }
 
 /// The usable primary (other than `skip`) at weight offset `at` among the usable ones. Marks

@@ -30,12 +30,14 @@ pub(crate) fn group(policy: Policy, servers: Vec<Server>) -> Peers {
     Peers::new(policy, servers)
 }
 
-const POLICIES: [Policy; 5] = [
+const POLICIES: [Policy; 7] = [
     Policy::RoundRobin,
     Policy::LeastConn,
     Policy::IpHash,
     Policy::Hash,
     Policy::RandomTwo,
+    Policy::LeastTime,
+    Policy::Prompt,
 ];
 
 fn keys() -> [PickKey<'static>; 4] {

@@ -326,8 +326,12 @@ fn route(
 ) -> Option<Route> {
     let raw = table.get_ref();
     let key = |k: &str| join(base, k);
-    if raw.path_prefix.is_none() && raw.host.is_none() {
-        r.at(&table.span(), base, "a route needs `path_prefix` or `host`");
+    if raw.path_prefix.is_none() && raw.host.is_none() && raw.model.is_none() {
+        r.at(
+            &table.span(),
+            base,
+            "a route needs `path_prefix`, `host` or `model`",
+        );
     }
     let path_prefix = r.url_path(&raw.path_prefix, &key("path_prefix"));
     let host = raw
@@ -340,13 +344,42 @@ fn route(
                 None
             }
         });
+    let model = raw
+        .model
+        .as_ref()
+        .and_then(|m| match route_model(m.get_ref()) {
+            Ok(()) => Some(m.get_ref().clone()),
+            Err(e) => {
+                r.at(&m.span(), &key("model"), e);
+                None
+            }
+        });
     let upstream = r.required(&raw.upstream, &table.span(), base, "upstream")?;
     let group = lookup(r, upstream, &key("upstream"), names)?;
     Some(Route {
         path_prefix,
         host,
+        model,
         group,
     })
+}
+
+/// A route's model name is compared with the raw JSON text of the body's `"model"` string
+/// (escapes are not decoded), so it must be one that JSON writes without escapes.
+fn route_model(name: &str) -> Result<(), String> {
+    use crate::http::model::MAX_MODEL_LEN;
+    if name.is_empty() {
+        return Err("must not be empty".to_string());
+    }
+    if name.len() > MAX_MODEL_LEN {
+        return Err(format!("is longer than {MAX_MODEL_LEN} bytes"));
+    }
+    if let Some(c) = name.chars().find(|&c| c < ' ' || c == '"' || c == '\\') {
+        return Err(format!(
+            "must not contain {c:?} (it is matched against the JSON text, unescaped)"
+        ));
+    }
+    Ok(())
 }
 
 /// A route's host as requests are matched: lower-cased, without a port.

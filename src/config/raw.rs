@@ -109,6 +109,8 @@ pub struct RawGzip {
 pub struct RawRoute {
     pub path_prefix: Option<Spanned<String>>,
     pub host: Option<Spanned<String>>,
+    /// The top-level `"model"` string of a JSON request body.
+    pub model: Option<Spanned<String>>,
     pub upstream: Option<Spanned<String>>,
 }
 
@@ -132,6 +134,9 @@ pub struct RawUpstream {
     pub health_check: Option<Spanned<RawHealthCheck>>,
     pub queue: Option<Spanned<RawQueue>>,
     pub slow_start: Option<Spanned<Dur>>,
+    pub first_byte_timeout: Option<Spanned<Dur>>,
+    pub hash_balance_factor: Option<Spanned<i64>>,
+    pub prompt_prefix: Option<Spanned<Size>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -142,6 +147,8 @@ pub enum RawBalance {
     IpHash,
     Hash,
     RandomTwo,
+    LeastTime,
+    Prompt,
 }
 
 /// One entry of `servers`.

@@ -172,7 +172,7 @@ fn display_is_file_line_column_key_message() {
          `hash_key`, `keepalive`, `keepalive_requests`, `keepalive_timeout`, \
          `connect_timeout`, `send_timeout`, `read_timeout`, `next_upstream`, \
          `next_upstream_tries`, `next_upstream_timeout`, `retry_non_idempotent`, `servers`, \
-         `health_check`, `queue`, `slow_start`"
+         `health_check`, `queue`, `slow_start`, `first_byte_timeout`, `hash_balance_factor`, `prompt_prefix`"
     );
 }
 

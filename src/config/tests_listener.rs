@@ -248,19 +248,54 @@ fn routes_are_read_in_order_with_hosts_normalised() {
     assert_eq!(l.routes[0].path_prefix.as_deref(), Some("/v1/embeddings"));
     assert_eq!(l.routes[0].group, s.group_by_name("b").unwrap());
     assert_eq!(l.routes[1].host.as_deref(), Some("api.example.com"));
-    assert_eq!(l.route(b"/v1/embeddings/x", None), 1);
-    assert_eq!(l.route(b"/chat", Some(b"api.example.com")), 0);
+    assert_eq!(l.route(b"/v1/embeddings/x", None, None), 1);
+    assert_eq!(l.route(b"/chat", Some(b"api.example.com"), None), 0);
 }
 
 #[test]
-fn a_route_needs_path_prefix_or_host() {
+fn a_route_needs_path_prefix_host_or_model() {
     let text = two_groups("[[listener.route]]\nupstream = \"b\"");
     assert_error(
         &text,
         4,
         "listener[0].route[0]",
-        "needs `path_prefix` or `host`",
+        "needs `path_prefix`, `host` or `model`",
     );
+}
+
+#[test]
+fn model_routes_match_the_body_model_and_make_the_body_read_first() {
+    let s = ok(&two_groups(
+        "[[listener.route]]\nmodel = \"bge-m3\"\nupstream = \"b\"\n\
+         [[listener.route]]\npath_prefix = \"/x\"\nmodel = \"llama\"\nupstream = \"b\"\n",
+    ));
+    let l = &s.listeners[0];
+    assert_eq!(l.routes[0].model.as_deref(), Some("bge-m3"));
+    assert!(l.needs.model);
+    assert_eq!(l.route(b"/v1/embeddings", None, Some(b"bge-m3")), 1);
+    assert_eq!(l.route(b"/v1/embeddings", None, Some(b"BGE-M3")), 0);
+    assert_eq!(l.route(b"/v1/embeddings", None, None), 0);
+    assert_eq!(l.route(b"/x", None, Some(b"llama")), 1);
+    assert_eq!(l.route(b"/y", None, Some(b"llama")), 0);
+    // Without a model route (or $request_model) nothing waits for the body.
+    let s = ok(&two_groups(
+        "[[listener.route]]\npath_prefix = \"/x\"\nupstream = \"b\"\n",
+    ));
+    assert!(!s.listeners[0].needs.model);
+}
+
+#[test]
+fn route_models_must_be_plain_json_text() {
+    for (model, why) in [
+        ("", "must not be empty"),
+        ("a\\\"b", "must not contain"),
+        ("a\\\\b", "must not contain"),
+    ] {
+        let text = two_groups(&format!(
+            "[[listener.route]]\nmodel = \"{model}\"\nupstream = \"b\""
+        ));
+        assert_error(&text, 5, "listener[0].route[0].model", why);
+    }
 }
 
 #[test]

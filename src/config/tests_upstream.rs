@@ -55,6 +55,8 @@ fn every_balance_policy_is_accepted() {
         ("least_conn", Policy::LeastConn),
         ("ip_hash", Policy::IpHash),
         ("random_two", Policy::RandomTwo),
+        ("least_time", Policy::LeastTime),
+        ("prompt", Policy::Prompt),
     ];
     for (name, policy) in cases {
         let s = ok(&config("", &format!("balance = \"{name}\"")));
@@ -110,6 +112,51 @@ fn hash_key_without_hash_balance_is_an_error() {
         8,
         "upstreams.u.hash_key",
         "only with balance = \"hash\"",
+    );
+}
+
+#[test]
+fn first_byte_timeout_defaults_to_read_timeout() {
+    let s = ok(&config("", "read_timeout = \"90s\""));
+    assert_eq!(s.groups[0].first_byte_timeout, Duration::from_secs(90));
+    let s = ok(&config(
+        "",
+        "read_timeout = \"90s\"\nfirst_byte_timeout = \"15m\"",
+    ));
+    assert_eq!(s.groups[0].first_byte_timeout, Duration::from_secs(900));
+    let text = config("", "first_byte_timeout = \"0s\"");
+    assert_error(&text, 7, "upstreams.u.first_byte_timeout", "");
+}
+
+#[test]
+fn prompt_settings_belong_to_their_policies() {
+    let s = ok(&config(
+        "",
+        "balance = \"prompt\"\nprompt_prefix = \"4k\"\nhash_balance_factor = 150",
+    ));
+    assert_eq!(s.groups[0].prompt_prefix, 4096);
+    assert_eq!(s.listeners[0].needs.prompt_prefix, 4096);
+    assert_eq!(
+        ok(&config("", "balance = \"prompt\"")).groups[0].prompt_prefix,
+        2048
+    );
+    assert_eq!(ok(&config("", "")).listeners[0].needs.prompt_prefix, 0);
+    for balance in ["ip_hash", "hash\"\nhash_key = \"$uri"] {
+        ok(&config(
+            "",
+            &format!("balance = \"{balance}\"\nhash_balance_factor = 125"),
+        ));
+    }
+    let text = config("", "balance = \"least_conn\"\nhash_balance_factor = 150");
+    assert_error(&text, 8, "upstreams.u.hash_balance_factor", "only with");
+    let text = config("", "balance = \"prompt\"\nhash_balance_factor = 50");
+    assert_error(&text, 8, "upstreams.u.hash_balance_factor", "from 100");
+    let text = config("", "balance = \"least_time\"\nprompt_prefix = 100");
+    assert_error(
+        &text,
+        8,
+        "upstreams.u.prompt_prefix",
+        "only with balance = \"prompt\"",
     );
 }
 

@@ -16,6 +16,9 @@ use crate::balance::{MAX_SERVERS, Peers, Policy, Server};
 use crate::snapshot::{Group, NextUpstream, Queue};
 use crate::template::Template;
 
+/// `prompt_prefix` when not set: long enough to hold a typical system prompt's opening.
+const DEFAULT_PROMPT_PREFIX: u64 = 2048;
+
 /// Highest server weight: keeps weight sums of [`MAX_SERVERS`] servers far inside `u32`.
 const MAX_WEIGHT: i64 = 1_000_000;
 
@@ -51,11 +54,23 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
         Zero::Allowed,
     ))
     .filter(|d| !d.is_zero());
+    let read_timeout = timeout(r, &raw.read_timeout, "read_timeout", Zero::Rejected);
+    // Varnish's first_byte_timeout: a non-streamed generation's whole run; by default
+    // the head is waited for like any other read.
+    let first_byte_timeout = r.dur(
+        &raw.first_byte_timeout,
+        &key("first_byte_timeout"),
+        read_timeout,
+        Zero::Rejected,
+    );
     Group {
         name: name.get_ref().clone(),
         peers: Peers::new(policy, servers)
             .with_slow_start(slow_start)
-            .with_queue(queue.is_some()),
+            .with_queue(queue.is_some())
+            .with_balance_factor(balance_factor(r, raw, &base, policy)),
+        prompt_prefix: prompt_prefix(r, raw, &base, policy),
+        first_byte_timeout,
         hash_key,
         keepalive: r.int(&raw.keepalive, &key("keepalive"), 64, 0..=100_000) as usize,
         keepalive_requests: r.int(
@@ -73,7 +88,7 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
         ),
         connect_timeout: timeout(r, &raw.connect_timeout, "connect_timeout", Zero::Rejected),
         send_timeout: timeout(r, &raw.send_timeout, "send_timeout", Zero::Rejected),
-        read_timeout: timeout(r, &raw.read_timeout, "read_timeout", Zero::Rejected),
+        read_timeout,
         next_upstream: next_upstream(r, raw.next_upstream.as_ref(), &key("next_upstream")),
         next_upstream_tries: r.int(
             &raw.next_upstream_tries,
@@ -104,7 +119,48 @@ fn policy(raw: &RawUpstream) -> Policy {
         Some(RawBalance::IpHash) => Policy::IpHash,
         Some(RawBalance::Hash) => Policy::Hash,
         Some(RawBalance::RandomTwo) => Policy::RandomTwo,
+        Some(RawBalance::LeastTime) => Policy::LeastTime,
+        Some(RawBalance::Prompt) => Policy::Prompt,
     }
+}
+
+/// `hash_balance_factor`: 0 (off) or a percentage of the mean load of at least 100 (below
+/// it, the servers together could not take every request); only keyed policies have it.
+fn balance_factor(r: &mut Report<'_, '_>, raw: &RawUpstream, base: &str, policy: Policy) -> u32 {
+    let Some(value) = &raw.hash_balance_factor else {
+        return 0;
+    };
+    let key = join(base, "hash_balance_factor");
+    if !matches!(policy, Policy::Hash | Policy::IpHash | Policy::Prompt) {
+        let message = "is used only with balance = \"hash\", \"ip_hash\" or \"prompt\"";
+        r.at(&value.span(), &key, message);
+        return 0;
+    }
+    match *value.get_ref() {
+        0 => 0,
+        n @ 100..=100_000 => n as u32,
+        n => {
+            let message = format!("must be 0 (off) or a percentage from 100 to 100000, found {n}");
+            r.at(&value.span(), &key, message);
+            0
+        }
+    }
+}
+
+/// `prompt_prefix`: how many leading bytes of a bare `prompt` string form the key of
+/// `balance = "prompt"` (which alone uses it).
+fn prompt_prefix(r: &mut Report<'_, '_>, raw: &RawUpstream, base: &str, policy: Policy) -> usize {
+    let key = join(base, "prompt_prefix");
+    if let Some(value) = &raw.prompt_prefix
+        && policy != Policy::Prompt
+    {
+        r.at(
+            &value.span(),
+            &key,
+            "is used only with balance = \"prompt\"",
+        );
+    }
+    r.size(&raw.prompt_prefix, &key, DEFAULT_PROMPT_PREFIX, 1..=1 << 30) as usize
 }
 
 /// `hash_key` belongs to `balance = "hash"` and nothing else.

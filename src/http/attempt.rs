@@ -229,7 +229,10 @@ pub async fn run(
             || group.retry_non_idempotent
             || group.next_upstream.non_idempotent,
     };
-    render_key(group, vars, &mut conn.key);
+    // A prompt key was read from the body before routing (see `proxy::handle`).
+    if peers.policy() != Policy::Prompt {
+        render_key(group, vars, &mut conn.key);
+    }
     let mut tried = Tried::default();
     let mut last: Option<Failure> = None;
     // The server whose failure is being retried: counted once the retry really starts.
@@ -238,6 +241,7 @@ pub async fn run(
         let key = match peers.policy() {
             Policy::IpHash => PickKey::Ip(vars.peer.ip()),
             Policy::Hash => PickKey::Bytes(&conn.key),
+            Policy::Prompt if !conn.key.is_empty() => PickKey::Bytes(&conn.key),
             _ => PickKey::None,
         };
         let pick = {
@@ -348,6 +352,13 @@ fn judge(
     if failure.blames_server() {
         group.peers.failed(idx, now_ms());
         worker.stats.failure(group_id, group, idx);
+    }
+    // A failing answer's status was already counted as slow when its head came.
+    if !matches!(
+        failure,
+        Failure::Client(_) | Failure::Status(_) | Failure::Busy(_)
+    ) {
+        group.peers.observe_failure(idx, now_ms());
     }
     if let Failure::Client(Some(status)) = *failure {
         // The client's body broke (too large, malformed, too slow): the server is not to
@@ -493,7 +504,7 @@ async fn attempt(
             }
             Err(f) => return Err(f),
         }
-        let resp = match read_response_head(&mut up, conn, vars, group.read_timeout).await {
+        let resp = match read_response_head(&mut up, conn, vars, group.first_byte_timeout).await {
             Ok(resp) => resp,
             // Most likely the same race, found one step later; but the server may have read
             // the request and acted on it, so only a request safe to repeat goes again.
@@ -511,6 +522,7 @@ async fn attempt(
             worker
                 .stats
                 .first_byte(active.group_id, group, active.idx, waited);
+            time_head(group, active.idx, &resp, waited);
         }
         let busy = mark_busy(group, active.idx, &resp, conn.up_in.pending(), vars);
         active.answered_busy.set(busy);
@@ -577,6 +589,31 @@ async fn send_proxy_header(
     crate::upstream::proxy_header::write(spec.proxy_protocol, conn.peer, listener, &mut header);
     let (res, _) = write_all(&mut up.stream, header, group.send_timeout).await;
     res.map_err(Failure::Io)
+}
+
+/// least_time's view of a response head that came `waited` after the request went out: a
+/// 429 or 5xx counts as a slow answer however fast it came; a response without a body is
+/// timed here (one with a body is timed at its first body byte, in `respond`).
+fn time_head(group: &Group, idx: usize, resp: &ResponseHead, waited: Duration) {
+    let peers = &group.peers;
+    if !peers.policy().times() {
+        return;
+    }
+    if failing_status(resp.status) {
+        peers.observe_failure(idx, now_ms());
+    } else if !has_body(resp) {
+        peers.observe_first_byte(idx, waited, now_ms());
+    }
+}
+
+/// An answer that says the server failed or is too busy: never a sign of a fast server.
+fn failing_status(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+/// The response has body bytes to come (least_time times those).
+fn has_body(resp: &ResponseHead) -> bool {
+    !matches!(resp.body, ResponseBody::None | ResponseBody::Length(0))
 }
 
 /// A 429 or 503 with a valid `Retry-After` marks server `idx` busy for that long (within
@@ -668,14 +705,16 @@ async fn send_request(
     Ok(())
 }
 
-/// Reads the final response head (skipping interim 1xx other than 101) into `conn.up_in`.
+/// Reads the final response head (skipping interim 1xx other than 101) into `conn.up_in`;
+/// all of it must arrive within `first_byte_timeout`.
 async fn read_response_head(
     up: &mut Pooled,
     conn: &mut Downstream,
     vars: &RequestVars<'_>,
-    read_timeout: Duration,
+    first_byte_timeout: Duration,
 ) -> Result<ResponseHead, Failure> {
     let head_req = vars.head.is_head(vars.buf);
+    let deadline = Instant::now() + first_byte_timeout;
     loop {
         if !conn.up_in.is_empty() {
             match parse_response(conn.up_in.pending(), head_req, MAX_RESPONSE_HEAD) {
@@ -688,7 +727,8 @@ async fn read_response_head(
                 Err(_) => return Err(Failure::InvalidHeader),
             }
         }
-        let fill = conn.up_in.fill(&mut up.stream, STREAM_CHUNK, read_timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let fill = conn.up_in.fill(&mut up.stream, STREAM_CHUNK, left);
         let Some(filled) = unless_client_leaves(fill, &conn.stream).await else {
             // Closing the server connection (by dropping it) is how the server learns to
             // stop working on an answer nobody will read: a GPU generation, say.
@@ -782,9 +822,22 @@ async fn respond(
         send: group.send_timeout,
     };
     let first_body = std::cell::Cell::new(None);
+    let timed_done = std::cell::Cell::new(false);
+    // least_time times a 2xx-4xx answer with a body at its first body byte (see `time_head`).
+    let timed = group.peers.policy().times() && !failing_status(resp.status) && has_body(&resp);
+    let sent = vars.current_try().sent;
     let events = |event| match event {
-        CopyEvent::FirstByte if spec.needs.upstream_times => first_body.set(Some(Instant::now())),
-        CopyEvent::FirstByte => {}
+        CopyEvent::FirstByte => {
+            let now = Instant::now();
+            if spec.needs.upstream_times {
+                first_body.set(Some(now));
+            }
+            if timed && let Some(sent) = sent {
+                let waited = now.saturating_duration_since(sent);
+                group.peers.observe_first_byte(active.idx, waited, now_ms());
+                timed_done.set(true);
+            }
+        }
         CopyEvent::UpstreamDone => active.end(),
     };
     let (res, out, sent) = copy_response(
@@ -829,6 +882,10 @@ async fn respond(
             Outcome::Responded { keep_alive }
         }
         Err(CopyError::Upstream(e)) => {
+            if timed && !timed_done.get() {
+                // No first byte ever came: slow, never fast.
+                group.peers.observe_failure(active.idx, now_ms());
+            }
             let addr = group.peers.servers()[active.idx].addr;
             crate::warn!(
                 "{}: response from {addr} cut after {sent} body bytes: {e}; closing the client connection",

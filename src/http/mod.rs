@@ -5,6 +5,7 @@ pub mod body;
 pub mod head;
 pub mod io;
 pub mod model;
+pub mod prompt_key;
 pub mod proxy;
 pub mod queued;
 pub mod retry_after;

@@ -49,7 +49,7 @@ pub fn request_model(body: &[u8]) -> Option<Range<usize>> {
     }
 }
 
-fn skip_ws(body: &[u8], mut i: usize) -> usize {
+pub(super) fn skip_ws(body: &[u8], mut i: usize) -> usize {
     while matches!(body.get(i), Some(b' ' | b'\t' | b'\r' | b'\n')) {
         i += 1;
     }
@@ -58,7 +58,7 @@ fn skip_ws(body: &[u8], mut i: usize) -> usize {
 
 /// The contents of the string whose opening quote is at `open` (the closing quote is at the
 /// range's end).
-fn string(body: &[u8], open: usize) -> Option<Range<usize>> {
+pub(super) fn string(body: &[u8], open: usize) -> Option<Range<usize>> {
     let start = open + 1;
     let mut i = start;
     loop {
@@ -72,7 +72,7 @@ fn string(body: &[u8], open: usize) -> Option<Range<usize>> {
 
 /// The index just past the value starting at `i`: a string, an object or array (nesting
 /// counted, strings inside skipped), or a scalar (up to the next delimiter).
-fn skip_value(body: &[u8], mut i: usize) -> Option<usize> {
+pub(super) fn skip_value(body: &[u8], mut i: usize) -> Option<usize> {
     let mut depth = 0usize;
     loop {
         match *body.get(i)? {

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+use crate::balance::Policy;
 use crate::http::attempt::{self, Held, Outcome};
 use crate::http::head::{HeadLimits, RequestBody, RequestHead, parse_request};
 use crate::http::io::{IDLE_CHUNK, Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
+use crate::http::prompt_key::prompt_key;
 use crate::http::rewrite::error_response;
-use crate::http::stream::{ClientBodyError, RequestBodyState, relay};
+use crate::http::stream::{ClientBodyError, Enough, RequestBodyState, relay};
 use crate::http::vars::{RequestVars, UpstreamTry, partial_head};
 use crate::snapshot::{GroupId, Listener, Snapshot};
 use crate::upstream::pool::Pooled;
@@ -33,7 +35,8 @@ pub struct Downstream {
     pub up_in: Inbound,
     /// Outgoing heads and bodies (a worker buffer lent per request).
     pub out: Vec<u8>,
-    /// The rendered hash key of the current request.
+    /// The key of the current request: its rendered `hash_key`, or for `balance = "prompt"`
+    /// its prompt key (empty when the body has none).
     pub key: Vec<u8>,
     /// The attempt records of the current request (lent to its `RequestVars`).
     pub tries: Vec<UpstreamTry>,
@@ -289,18 +292,28 @@ async fn handle(
     let spec = &local.snap.listeners[index];
     let started = Instant::now();
     let head_only = head.is_head(&conn.head_buf);
-    let group_id = spec.route(
-        &conn.head_buf[head.path.clone()],
-        head.host.as_ref().map(|h| &conn.head_buf[h.clone()]),
-    );
     let mut head_buf = std::mem::take(&mut conn.head_buf);
     let mut body = RequestBodyState::new(head.body, spec.client_body_buffer_size);
     let early = prepare(conn, spec, &head, &mut body).await;
     let model = if early.is_ok() && spec.needs.model {
-        append_model(&mut head_buf, &body.copy)
+        append_model(&mut head_buf, &body)
     } else {
         None
     };
+    let group_id = spec.route(
+        &head_buf[head.path.clone()],
+        head.host.as_ref().map(|h| &head_buf[h.clone()]),
+        model.as_ref().map(|m| &head_buf[m.clone()]),
+    );
+    let group = &local.snap.groups[group_id];
+    conn.key.clear();
+    if early.is_ok() && group.peers.policy() == Policy::Prompt {
+        let mut scratch = Vec::new();
+        let prefix = body.prefix(&mut scratch);
+        if let Some(key) = prompt_key(prefix, group.prompt_prefix) {
+            conn.key.extend_from_slice(&prefix[key]);
+        }
+    }
     let mut vars = RequestVars {
         buf: &head_buf,
         head: &head,
@@ -374,9 +387,19 @@ async fn prepare(
             return Err(None);
         }
     }
-    // `$request_model` is rendered into the request or the choice of server: only then is
-    // the body read (up to the copy's size) before a server is chosen; otherwise it streams.
-    body.preread(&mut conn.stream, &mut conn.inbound, spec, spec.needs.model)
+    // The body is read (up to the copy's size) before a server is chosen only when the
+    // choice or the request depends on it; otherwise it streams.
+    let needs = spec.needs;
+    let mut found = |prefix: &[u8]| {
+        (!needs.model || crate::http::model::request_model(prefix).is_some())
+            && (needs.prompt_prefix == 0 || prompt_key(prefix, needs.prompt_prefix).is_some())
+    };
+    let enough: Option<Enough<'_>> = if needs.model || needs.prompt_prefix > 0 {
+        Some(&mut found)
+    } else {
+        None
+    };
+    body.preread(&mut conn.stream, &mut conn.inbound, spec, enough)
         .await
         .map_err(|e| client_body_status(&e))
 }
@@ -430,10 +453,12 @@ async fn proxy(
 }
 
 /// Copies the body's `"model"` string behind the head in `head_buf`; gives where it went.
-fn append_model(head_buf: &mut Vec<u8>, body_prefix: &[u8]) -> Option<Range<usize>> {
-    let found = crate::http::model::request_model(body_prefix)?;
+fn append_model(head_buf: &mut Vec<u8>, body: &RequestBodyState) -> Option<Range<usize>> {
+    let mut scratch = Vec::new();
+    let prefix = body.prefix(&mut scratch);
+    let found = crate::http::model::request_model(prefix)?;
     let at = head_buf.len();
-    head_buf.extend_from_slice(&body_prefix[found]);
+    head_buf.extend_from_slice(&prefix[found]);
     Some(at..head_buf.len())
 }
 

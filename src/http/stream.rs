@@ -15,6 +15,9 @@ use crate::http::rewrite::DownFraming;
 use crate::http::watch::unless_client_leaves;
 use crate::snapshot::Listener;
 
+/// Says whether the de-chunked body prefix read so far is enough to choose a server.
+pub type Enough<'a> = &'a mut dyn FnMut(&[u8]) -> bool;
+
 /// Why reading the request body from the client stopped.
 #[derive(Debug)]
 pub enum ClientBodyError {
@@ -150,26 +153,53 @@ impl RequestBodyState {
         Ok(())
     }
 
-    /// Takes the body bytes that arrived with the head into the copy. With `wait` (the body
-    /// must be looked at before a server is chosen: `$request_model`), also reads from the
-    /// client until the body is complete or the copy is full.
+    /// Takes the body bytes that arrived with the head into the copy. With `enough` (the
+    /// body must be looked at before a server is chosen: `$request_model`, a model route, a
+    /// prompt key), also reads from the client until the body is complete, the copy is full,
+    /// or `enough` says the de-chunked prefix read so far tells what is needed. `enough` is
+    /// asked again only each time the copy has doubled, so a large body is scanned a bounded
+    /// number of times (at most twice its size in all).
     pub async fn preread(
         &mut self,
         client: &mut TcpStream,
         inbound: &mut Inbound,
         spec: &Listener,
-        wait: bool,
+        mut enough: Option<Enough<'_>>,
     ) -> Result<(), ClientBodyError> {
-        while !self.complete && self.copy.len() < self.limit {
-            if inbound.is_empty() {
-                if !wait {
-                    break;
-                }
-                fill_client(client, inbound, spec.client_body_timeout).await?;
-            }
+        let mut scratch = Vec::new();
+        let mut checked = 0;
+        loop {
             self.copy_pending(inbound, spec.client_max_body_size)?;
+            if self.complete || self.copy.len() >= self.limit {
+                return Ok(());
+            }
+            let Some(enough) = enough.as_mut() else {
+                return Ok(());
+            };
+            if !self.copy.is_empty() && self.copy.len() >= checked * 2 {
+                checked = self.copy.len();
+                if enough(self.prefix(&mut scratch)) {
+                    return Ok(());
+                }
+            }
+            fill_client(client, inbound, spec.client_body_timeout).await?;
         }
-        Ok(())
+    }
+
+    /// The body bytes in the copy without chunk framing: the copy itself for a body with a
+    /// length, else its chunk data decoded into `scratch` (up to any framing error).
+    pub fn prefix<'a>(&'a self, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        if let BodyFraming::Length { .. } = self.framing {
+            return &self.copy;
+        }
+        let mut ranges = Vec::new();
+        // A framing error was already answered by `take`; decode what precedes it.
+        let _ = ChunkedDecoder::new().decode(&self.copy, &mut ranges);
+        scratch.clear();
+        for range in ranges {
+            scratch.extend_from_slice(&self.copy[range]);
+        }
+        scratch
     }
 
     /// Streams the rest of the body from the client to `upstream`, each read as soon as it
