@@ -33,6 +33,7 @@ pub mod config;
 pub mod control;
 pub mod demo;
 pub mod http;
+pub mod llm_sim;
 pub mod log;
 pub mod metrics;
 pub mod runtime;

@@ -513,6 +513,20 @@ mod tests {
     }
 
     #[test]
+    fn the_prefix_of_a_chunked_copy_is_its_data_even_cut_mid_chunk() {
+        let mut body = RequestBodyState::new(RequestBody::Chunked, 17);
+        let mut inbound = Inbound::holding(b"5\r\n{\"mod\r\n6\r\nel\":\"m\r\n0\r\n\r\n");
+        body.copy_pending(&mut inbound, MAX).unwrap();
+        let mut scratch = Vec::new();
+        assert_eq!(body.prefix(&mut scratch), b"{\"model\":");
+        // A length-framed copy is its own prefix.
+        let mut body = RequestBodyState::new(RequestBody::Length(4), 16);
+        body.copy_pending(&mut Inbound::holding(b"{}  "), MAX)
+            .unwrap();
+        assert_eq!(body.prefix(&mut scratch), b"{}  ");
+    }
+
+    #[test]
     fn the_copy_takes_no_more_than_the_limit_before_a_server_is_chosen() {
         let mut body = RequestBodyState::new(RequestBody::Length(10), 4);
         let mut inbound = Inbound::holding(b"0123456789");

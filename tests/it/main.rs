@@ -20,6 +20,7 @@ mod headers;
 mod health;
 mod lifecycle;
 mod llm_balance;
+mod llm_sim;
 mod misbehaving;
 mod model_routes;
 mod mutation;

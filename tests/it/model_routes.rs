@@ -162,6 +162,31 @@ fn a_chunked_body_is_routed_by_a_model_split_over_chunks_and_reads(driver: &str)
 }
 both_drivers!(a_chunked_body_is_routed_by_a_model_split_over_chunks_and_reads);
 
+/// Reading stops once the model is known: the rest of the body streams to the server as the
+/// client sends it (a large prompt after the model is not held back).
+fn the_body_is_held_back_only_until_its_model_is_known(driver: &str) {
+    let (p, backends) = fleet(driver);
+    let rest = r#""input":["a long text"]}"#;
+    let first = r#"{"model":"bge-m3","#;
+    let mut c = Client::connect(p.addr);
+    c.send(format!(
+        "POST /v1/embeddings HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n{first}",
+        first.len() + rest.len()
+    ));
+    assert!(
+        wait_until(Duration::from_secs(5), || backends[1].heads() == 1),
+        "the request waited for the whole body"
+    );
+    c.send(rest);
+    let r = c.read_response();
+    assert_eq!((r.status, r.text().as_str()), (200, "embed"));
+    assert_eq!(
+        backends[1].requests()[0].body,
+        format!("{first}{rest}").as_bytes()
+    );
+}
+both_drivers!(the_body_is_held_back_only_until_its_model_is_known);
+
 /// A listener without model routes does not wait for the body: the head reaches the server
 /// before the client has sent any of it.
 fn without_model_routes_the_body_is_not_waited_for(driver: &str) {

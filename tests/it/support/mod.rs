@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod client;
+pub mod llm;
 pub mod load;
 pub mod proxy;
 
