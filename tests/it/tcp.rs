@@ -197,17 +197,28 @@ fn round_robin_and_least_conn_balance_connections(driver: &str) {
     assert_eq!(seen, ["a", "a", "b", "b", "c", "c"], "two connections each");
 
     // least_conn counts open connections: a held connection keeps its server busiest.
-    let proxy = Proxy::start(
-        driver,
-        &tcp_config("", "balance = \"least_conn\"", &servers[..2]),
+    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let body = format!(
+        "[admin]\nbind = \"{admin}\"\n\n{}",
+        tcp_config("", "balance = \"least_conn\"", &servers[..2])
     );
+    let proxy = Proxy::start(driver, &body);
+    // Open connections on the servers, as the balancer counts them (the harness's start-up
+    // probe and each closed connection are uncounted once their relay has ended).
+    let active = || {
+        let text = crate::admin::scrape(admin);
+        crate::admin::sum(&text, "ringway_upstream_active_requests", &[])
+    };
+    assert!(wait_until(WAIT, || active() == 0.0));
     let (first, _held) = whom(proxy.addr);
     for _ in 0..3 {
         let (next, s) = whom(proxy.addr);
         assert_ne!(next, first, "the server holding a connection is not picked");
         drop(s);
-        // The closed connection is uncounted once the relay sees the close.
-        thread::sleep(Duration::from_millis(50));
+        assert!(
+            wait_until(WAIT, || active() == 1.0),
+            "only the held one left"
+        );
     }
 }
 
