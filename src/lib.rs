@@ -10,7 +10,8 @@
 //! request up and the response down ([`http::body`] frames both) → checks the connection back in
 //! ([`upstream::pool::LocalPool::checkin`]). Every socket operation has a deadline from the
 //! worker's timer wheel ([`timer::timeout`]); an idle connection waits for readiness holding
-//! no buffer ([`http::scratch`]).
+//! no buffer ([`http::scratch`]). A `mode = "tcp"` listener's connections go to
+//! [`tcp::serve`] instead: pick and connect (with failover), PROXY header, relay both ways.
 //!
 //! Control path (main thread, see [`control`]): [`config::load`] parses and validates TOML
 //! into a [`snapshot::Snapshot`] (immutable, `Arc`), [`runtime::start`] spawns one pinned
@@ -41,6 +42,7 @@ pub mod log;
 pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
+pub mod tcp;
 pub mod template;
 #[cfg(test)]
 mod testing;

@@ -163,6 +163,8 @@ pub struct LogSettings {
     pub access_log: Option<LogTarget>,
     /// "combined" and "upstream" are expanded to their templates at load time.
     pub access_format: Template,
+    /// One line per tcp-mode connection (`log.tcp_access_format`).
+    pub tcp_access_format: Template,
 }
 
 /// `[admin]`.

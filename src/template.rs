@@ -39,6 +39,12 @@ pub enum Var {
     Worker,
     /// The top-level `"model"` string of a JSON request body.
     RequestModel,
+    /// nginx stream's: bytes sent to the client (an HTTP request: its body bytes).
+    BytesSent,
+    /// nginx stream's: bytes received from the client (an HTTP request: `$request_length`).
+    BytesReceived,
+    /// nginx stream's: seconds the connection lasted (an HTTP request: `$request_time`).
+    SessionTime,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,6 +177,9 @@ fn var_by_name(name: &str) -> Option<Var> {
         "upstream_first_token_time" => Var::UpstreamFirstTokenTime,
         "worker" => Var::Worker,
         "request_model" => Var::RequestModel,
+        "bytes_sent" => Var::BytesSent,
+        "bytes_received" => Var::BytesReceived,
+        "session_time" => Var::SessionTime,
         _ => return prefixed_var(name),
     };
     Some(var)
@@ -295,11 +304,12 @@ mod tests {
                    $request_uri $uri $args $arg_a $http_b $cookie_c $host $scheme $status \
                    $body_bytes_sent $request_length $request_time $upstream_addr $upstream_status \
                    $upstream_connect_time $upstream_response_time $worker $request_model \
-                   $upstream_first_byte_time $upstream_first_token_time";
+                   $upstream_first_byte_time $upstream_first_token_time \
+                   $bytes_sent $bytes_received $session_time";
         let t = Template::parse(all).unwrap();
         assert_eq!(
             t.parts.iter().filter(|p| matches!(p, Part::Var(_))).count(),
-            26
+            29
         );
     }
 

@@ -153,7 +153,8 @@ impl Proc {
         Proc::spawn_command(name, cmd, log)
     }
 
-    fn spawn_command(name: &str, mut cmd: Command, log: &Path) -> Result<Proc, String> {
+    /// Starts a prepared command (its output already routed) in its own process group.
+    pub fn spawn_command(name: &str, mut cmd: Command, log: &Path) -> Result<Proc, String> {
         cmd.process_group(0);
         // SAFETY: prctl is async-signal-safe and touches no memory of the parent. It makes the
         // kernel kill the child if the harness itself is killed without running its Drops.

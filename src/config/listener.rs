@@ -94,7 +94,7 @@ fn listener(
     let upstream = r.required(&raw.upstream, &table.span(), base, "upstream");
     let group = upstream.and_then(|u| lookup(r, u, &key("upstream"), groups.names));
     if let (Mode::Tcp, Some(u), Some(g)) = (mode, upstream, group) {
-        tcp_hash_key(r, &groups.groups[g], &u.span(), &key("upstream"));
+        tcp_balance(r, &groups.groups[g], &u.span(), &key("upstream"));
     }
     let name = match &raw.name {
         Some(n) => {
@@ -107,7 +107,7 @@ fn listener(
             .as_ref()
             .map_or(base.to_string(), |b| b.get_ref().clone()),
     };
-    let proxy_protocol = proxy_protocol(r, raw, mode, &key("proxy_protocol"));
+    let proxy_protocol = proxy_protocol(raw);
     let http = match mode {
         Mode::Http => http_features(r, raw, base, groups.names),
         Mode::Tcp => {
@@ -163,7 +163,17 @@ fn lookup(
 }
 
 /// A tcp connection has no request, so its group may hash only on connection data.
-fn tcp_hash_key(r: &mut Report<'_, '_>, group: &Group, span: &Range<usize>, key: &str) {
+/// A tcp listener's upstream may only balance on what a connection has: no request data in
+/// its `hash_key`, and not `prompt` (there is no body to read).
+fn tcp_balance(r: &mut Report<'_, '_>, group: &Group, span: &Range<usize>, key: &str) {
+    if group.peers.policy() == crate::balance::Policy::Prompt {
+        let message = format!(
+            "upstream {:?} balances by prompt, which a tcp listener does not read \
+             (use least_time, least_conn or hash on $remote_addr)",
+            group.name
+        );
+        r.at(span, key, message);
+    }
     let connection_only = |v: &Var| matches!(v, Var::RemoteAddr | Var::RemotePort | Var::Worker);
     if let Some(t) = &group.hash_key
         && t.uses(|v| !connection_only(v))
@@ -177,25 +187,17 @@ fn tcp_hash_key(r: &mut Report<'_, '_>, group: &Group, span: &Range<usize>, key:
     }
 }
 
-fn proxy_protocol(
-    r: &mut Report<'_, '_>,
-    raw: &RawListener,
-    mode: Mode,
-    key: &str,
-) -> ProxyProtocol {
+/// `proxy_protocol`: on tcp listeners the header starts each connection; on http listeners
+/// each new upstream connection (which then serves only that client connection).
+fn proxy_protocol(raw: &RawListener) -> ProxyProtocol {
     let Some(v) = &raw.proxy_protocol else {
         return ProxyProtocol::Off;
     };
-    let pp = match v.get_ref() {
+    match v.get_ref() {
         RawProxyProtocol::Off => ProxyProtocol::Off,
         RawProxyProtocol::V1 => ProxyProtocol::V1,
         RawProxyProtocol::V2 => ProxyProtocol::V2,
-    };
-    if pp != ProxyProtocol::Off && mode == Mode::Http {
-        r.at(&v.span(), key, "is only supported with mode = \"tcp\"");
-        return ProxyProtocol::Off;
     }
-    pp
 }
 
 struct Limits {

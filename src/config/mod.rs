@@ -35,7 +35,7 @@ use std::path::Path;
 use crate::snapshot::Snapshot;
 use source::{Report, Source, is_under};
 
-pub use validate::{COMBINED_FORMAT, UPSTREAM_FORMAT};
+pub use validate::{COMBINED_FORMAT, TCP_FORMAT, UPSTREAM_FORMAT};
 
 /// One problem in a configuration file.
 #[derive(Clone, Debug, PartialEq, Eq)]

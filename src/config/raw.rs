@@ -47,6 +47,7 @@ pub struct RawLog {
     pub error_log: Option<Spanned<String>>,
     pub access_log: Option<Spanned<String>>,
     pub access_format: Option<Spanned<String>>,
+    pub tcp_access_format: Option<Spanned<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize)]

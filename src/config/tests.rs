@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{COMBINED_FORMAT, ConfigError, UPSTREAM_FORMAT, load, load_str};
+use super::{COMBINED_FORMAT, ConfigError, TCP_FORMAT, UPSTREAM_FORMAT, load, load_str};
 use crate::balance::Policy;
 use crate::snapshot::{Driver, LogLevel, LogTarget, Mode, NextUpstream, ProxyProtocol, Snapshot};
 use crate::template::Template;
@@ -346,6 +346,32 @@ fn log_values_are_read() {
     ));
     assert_eq!(s.log.error_log, LogTarget::Stdout);
     assert_eq!(s.log.access_log, None);
+}
+
+#[test]
+fn tcp_access_format_defaults_to_bytes_both_ways_and_can_be_set() {
+    let s = ok(&with_section("[log]\naccess_log = \"stdout\""));
+    assert_eq!(
+        s.log.tcp_access_format,
+        Template::parse(TCP_FORMAT).unwrap()
+    );
+    let s = ok(&with_section(
+        "[log]\ntcp_access_format = \"$remote_addr $bytes_received\"",
+    ));
+    assert_eq!(
+        s.log.tcp_access_format,
+        Template::parse("$remote_addr $bytes_received").unwrap()
+    );
+    let s = ok(&with_section("[log]\ntcp_access_format = \"upstream\""));
+    assert_eq!(
+        s.log.tcp_access_format,
+        Template::parse(UPSTREAM_FORMAT).unwrap()
+    );
+    let errs = errors(&with_section("[log]\ntcp_access_format = \"$nope\""));
+    assert!(
+        errs.iter().any(|e| e.key == "log.tcp_access_format"),
+        "an unknown variable is an error: {errs:?}"
+    );
 }
 
 #[test]

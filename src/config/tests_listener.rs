@@ -185,20 +185,12 @@ fn listener_sizes_and_counts_are_range_checked() {
 }
 
 #[test]
-fn proxy_protocol_is_only_for_tcp() {
+fn proxy_protocol_is_allowed_on_both_modes() {
     let key = "listener[0].proxy_protocol";
-    assert_error(
-        &config("proxy_protocol = \"v1\"", ""),
-        4,
-        key,
-        "mode = \"tcp\"",
-    );
-    assert_error(
-        &config("proxy_protocol = true", ""),
-        4,
-        key,
-        "mode = \"tcp\"",
-    );
+    let s = ok(&config("proxy_protocol = \"v1\"", ""));
+    assert_eq!(s.listeners[0].proxy_protocol, ProxyProtocol::V1);
+    let s = ok(&config("proxy_protocol = true", ""));
+    assert_eq!(s.listeners[0].proxy_protocol, ProxyProtocol::V1);
     let s = ok(&config("proxy_protocol = false", ""));
     assert_eq!(s.listeners[0].proxy_protocol, ProxyProtocol::Off);
     let s = ok(&config("mode = \"tcp\"\nproxy_protocol = true", ""));
@@ -242,6 +234,14 @@ fn tcp_listeners_cannot_hash_on_request_data() {
         "mode = \"tcp\"",
         "balance = \"hash\"\nhash_key = \"$remote_addr\"",
     ));
+    assert_eq!(s.listeners[0].mode, Mode::Tcp);
+}
+
+#[test]
+fn tcp_listeners_cannot_balance_by_prompt() {
+    let text = config("mode = \"tcp\"", "balance = \"prompt\"");
+    assert_error(&text, 3, "listener[0].upstream", "balances by prompt");
+    let s = ok(&config("mode = \"tcp\"", "balance = \"least_time\""));
     assert_eq!(s.listeners[0].mode, Mode::Tcp);
 }
 

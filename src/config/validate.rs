@@ -23,6 +23,11 @@ pub const COMBINED_FORMAT: &str = "$remote_addr - - [$time_local] \"$request\" $
 pub const UPSTREAM_FORMAT: &str = "$remote_addr - - [$time_local] \"$request\" $status \
                                    $body_bytes_sent \"$http_referer\" \"$http_user_agent\" \
                                    to: $upstream_addr";
+/// A tcp connection's line (`log.tcp_access_format`): nginx stream's `basic` format plus
+/// the server and its connect time.
+pub const TCP_FORMAT: &str = "$remote_addr [$time_local] TCP $status $bytes_sent \
+                              $bytes_received $session_time \"$upstream_addr\" \
+                              \"$upstream_connect_time\"";
 
 /// Upper bound on `runtime.workers`: far above any core count we run on.
 const MAX_WORKERS: i64 = 1024;
@@ -144,30 +149,32 @@ fn log(r: &mut Report<'_, '_>, raw: Option<&RawLog>) -> LogSettings {
         Some(v) if v.get_ref() != "off" => log_target(r, v, "log.access_log"),
         _ => None,
     };
-    let access_format = match raw.access_format.as_ref() {
-        None => combined(),
-        Some(v) => {
-            let text = match v.get_ref().as_str() {
-                "combined" => COMBINED_FORMAT,
-                "upstream" => UPSTREAM_FORMAT,
-                other => other,
-            };
-            Template::parse(text).unwrap_or_else(|e| {
-                r.at(
-                    &v.span(),
-                    "log.access_format",
-                    format!("invalid template: {e}"),
-                );
-                combined()
-            })
-        }
+    let access_format = format(r, raw.access_format.as_ref(), "log.access_format");
+    let tcp_access_format = match raw.tcp_access_format.as_ref() {
+        None => Template::parse(TCP_FORMAT).unwrap_or(Template { parts: Vec::new() }),
+        given => format(r, given, "log.tcp_access_format"),
     };
     LogSettings {
         level,
         error_log,
         access_log,
         access_format,
+        tcp_access_format,
     }
+}
+
+/// An access format as written: "combined", "upstream" or a template.
+fn format(r: &mut Report<'_, '_>, v: Option<&toml::Spanned<String>>, key: &str) -> Template {
+    let Some(v) = v else { return combined() };
+    let text = match v.get_ref().as_str() {
+        "combined" => COMBINED_FORMAT,
+        "upstream" => UPSTREAM_FORMAT,
+        other => other,
+    };
+    Template::parse(text).unwrap_or_else(|e| {
+        r.at(&v.span(), key, format!("invalid template: {e}"));
+        combined()
+    })
 }
 
 fn combined() -> Template {

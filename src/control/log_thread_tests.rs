@@ -39,6 +39,7 @@ fn settings(access: Option<PathBuf>, error: PathBuf) -> LogSettings {
         error_log: LogTarget::File(error),
         access_log: access.map(LogTarget::File),
         access_format: Template::parse("$status").unwrap(),
+        tcp_access_format: Template::parse("$status").unwrap(),
     }
 }
 

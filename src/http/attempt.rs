@@ -35,7 +35,7 @@ use crate::http::stream::{
 };
 use crate::http::vars::RequestVars;
 use crate::http::watch::unless_client_leaves;
-use crate::snapshot::{Group, GroupId, Listener};
+use crate::snapshot::{Group, GroupId, Listener, ProxyProtocol};
 use crate::upstream::connect::dial;
 use crate::upstream::pool::Pooled;
 use crate::worker::{LocalSnapshot, Worker};
@@ -479,15 +479,18 @@ async fn attempt(
         let pooled = if fresh_only {
             None
         } else {
-            worker.pool.borrow_mut().checkout(addr, now_ms())
+            checkout(worker, spec, conn, addr)
         };
         let mut up = match pooled {
             Some(up) => up,
-            None => Pooled::fresh(
-                dial(addr, group.connect_timeout)
+            None => {
+                let stream = dial(addr, group.connect_timeout)
                     .await
-                    .map_err(Failure::Connect)?,
-            ),
+                    .map_err(Failure::Connect)?;
+                let mut up = Pooled::fresh(stream);
+                send_proxy_header(spec, group, &mut up, conn).await?;
+                up
+            }
         };
         up.requests += 1;
         conn.up_in.reset();
@@ -548,6 +551,45 @@ async fn attempt(
         )
         .await);
     }
+}
+
+/// An idle connection to `addr` for this request: from the worker's pool, or with
+/// `proxy_protocol` only the one this client connection used before (its PROXY header named
+/// this client).
+fn checkout(
+    worker: &Worker,
+    spec: &Listener,
+    conn: &mut Downstream,
+    addr: std::net::SocketAddr,
+) -> Option<Pooled> {
+    if spec.proxy_protocol == ProxyProtocol::Off {
+        return worker.pool.borrow_mut().checkout(addr, now_ms());
+    }
+    match conn.own_upstream.take() {
+        Some((own, mut up)) if own == addr => {
+            up.reused = true;
+            Some(up)
+        }
+        // Another server this time: the old connection closes.
+        _ => None,
+    }
+}
+
+/// With `proxy_protocol`, the header goes first on a new upstream connection, once.
+async fn send_proxy_header(
+    spec: &Listener,
+    group: &Group,
+    up: &mut Pooled,
+    conn: &Downstream,
+) -> Result<(), Failure> {
+    if spec.proxy_protocol == ProxyProtocol::Off {
+        return Ok(());
+    }
+    let listener = conn.stream.local_addr().map_err(Failure::Io)?;
+    let mut header = Vec::with_capacity(crate::upstream::proxy_header::V1_MAX);
+    crate::upstream::proxy_header::write(spec.proxy_protocol, conn.peer, listener, &mut header);
+    let (res, _) = write_all(&mut up.stream, header, group.send_timeout).await;
+    res.map_err(Failure::Io)
 }
 
 /// least_time's view of a response head that came `waited` after the request went out: a
@@ -838,10 +880,18 @@ async fn respond(
             if reusable {
                 let timeout = group.keepalive_timeout.as_millis() as u64;
                 if let Some(addr) = vars.upstream {
-                    worker
-                        .pool
-                        .borrow_mut()
-                        .checkin(addr, up, group.keepalive, timeout, now_ms());
+                    if spec.proxy_protocol != ProxyProtocol::Off {
+                        // It told the server who this client is: no other client may use it.
+                        conn.own_upstream = Some((addr, up));
+                    } else {
+                        worker.pool.borrow_mut().checkin(
+                            addr,
+                            up,
+                            group.keepalive,
+                            timeout,
+                            now_ms(),
+                        );
+                    }
                 }
             }
             Outcome::Responded { keep_alive }

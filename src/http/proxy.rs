@@ -20,6 +20,7 @@ use crate::http::rewrite::error_response;
 use crate::http::stream::{ClientBodyError, Enough, RequestBodyState, relay};
 use crate::http::vars::{RequestVars, UpstreamTry, partial_head};
 use crate::snapshot::{GroupId, Listener, Snapshot};
+use crate::upstream::pool::Pooled;
 use crate::worker::{LocalSnapshot, Worker};
 
 /// A client connection and the buffers reused by every request on it.
@@ -39,6 +40,9 @@ pub struct Downstream {
     pub key: Vec<u8>,
     /// The attempt records of the current request (lent to its `RequestVars`).
     pub tries: Vec<UpstreamTry>,
+    /// With `proxy_protocol`: the idle upstream connection that carries this client's
+    /// PROXY header, kept for this client's next request only (never pooled for others).
+    pub own_upstream: Option<(SocketAddr, Pooled)>,
 }
 
 /// Why no request head could be read.
@@ -95,6 +99,7 @@ pub fn serve<H: 'static>(
         out: Vec::new(),
         key: Vec::new(),
         tries: Vec::new(),
+        own_upstream: None,
     };
     async move {
         let worker = &worker;

@@ -213,9 +213,9 @@ impl VarSource for RequestVars<'_> {
             }
             Var::Scheme => out.extend_from_slice(b"http"),
             Var::Status => push_u64(out, self.status as u64),
-            Var::BodyBytesSent => push_u64(out, self.body_bytes_sent),
-            Var::RequestLength => push_u64(out, self.request_length),
-            Var::RequestTime => push_secs(out, self.started.elapsed()),
+            Var::BodyBytesSent | Var::BytesSent => push_u64(out, self.body_bytes_sent),
+            Var::RequestLength | Var::BytesReceived => push_u64(out, self.request_length),
+            Var::RequestTime | Var::SessionTime => push_secs(out, self.started.elapsed()),
             Var::UpstreamAddr => self.per_try(out, |t, out| push_addr(out, t.addr)),
             Var::UpstreamStatus => self.per_try(out, |t, out| match t.status {
                 0 => out.push(b'-'),
@@ -338,15 +338,16 @@ pub fn push_secs(out: &mut Vec<u8>, d: Duration) {
     ]);
 }
 
-fn push_opt_secs(out: &mut Vec<u8>, d: Option<Duration>) {
+pub fn push_opt_secs(out: &mut Vec<u8>, d: Option<Duration>) {
     match d {
         Some(d) => push_secs(out, d),
         None => out.push(b'-'),
     }
 }
 
+/// Which timestamp `push_now` writes: `$time_local` or `$time_iso8601`.
 #[derive(Clone, Copy)]
-enum Stamp {
+pub enum Stamp {
     Local,
     Iso8601,
 }
@@ -364,7 +365,7 @@ thread_local! {
     };
 }
 
-fn push_now(out: &mut Vec<u8>, stamp: Stamp) {
+pub fn push_now(out: &mut Vec<u8>, stamp: Stamp) {
     let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     STAMPS.with_borrow_mut(|cache| {

@@ -59,6 +59,12 @@ impl LocalAccessLog {
     /// Renders one line for a request with `settings.access_format`, unless the access log
     /// is off.
     pub fn write(&self, settings: &LogSettings, vars: &dyn VarSource) {
+        self.write_with(settings, &settings.access_format, vars);
+    }
+
+    /// Renders one line with `format` (a tcp connection's: `settings.tcp_access_format`),
+    /// unless the access log is off.
+    pub fn write_with(&self, settings: &LogSettings, format: &Template, vars: &dyn VarSource) {
         let Some(sink) = &self.sink else { return };
         if settings.access_log.is_none() {
             return;
@@ -70,7 +76,7 @@ impl LocalAccessLog {
                 .try_recv()
                 .unwrap_or_else(|_| Vec::with_capacity(CAPACITY));
         }
-        render_line(&settings.access_format, vars, &mut buf);
+        render_line(format, vars, &mut buf);
         if self.lines.replace(self.lines.get() + 1) == 0 {
             PENDING.fetch_add(1, Ordering::Relaxed);
         }

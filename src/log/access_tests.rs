@@ -198,6 +198,7 @@ fn settings(format: &str, on: bool) -> LogSettings {
         error_log: LogTarget::Stderr,
         access_log: on.then(|| LogTarget::File("unused".into())),
         access_format: Template::parse(format).unwrap(),
+        tcp_access_format: Template::parse(format).unwrap(),
     }
 }
 

@@ -2,3 +2,4 @@
 
 pub mod connect;
 pub mod pool;
+pub mod proxy_header;

@@ -18,6 +18,7 @@ use monoio::io::Canceller;
 use monoio::net::{TcpListener, TcpStream};
 
 use super::Worker;
+use crate::snapshot::Mode;
 
 /// Pause after an accept error (EMFILE and the like) so a full fd table does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -119,9 +120,18 @@ fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bind: SocketA
         return;
     };
     let _ = stream.set_nodelay(true);
+    let tcp = snap.listener_by_bind(bind).map(|l| l.mode) == Some(Mode::Tcp);
     // The gauge is opened against the snapshot just read; it is not held beyond that.
     let open = worker.stats.open_connection(&snap, bind);
     drop(snap);
+    if tcp {
+        let worker = worker.clone();
+        monoio::spawn(async move {
+            crate::tcp::serve(&worker, stream, peer, bind).await;
+            drop((open, slot));
+        });
+        return;
+    }
     // Spawned as is, not wrapped in another future: a wrapper would keep a second copy of
     // the socket and addresses in every connection's task.
     let serve = crate::http::proxy::serve(worker.clone(), stream, peer, bind, (open, slot));

@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use crate::balance::LocalCursor;
 use crate::clock::now_ms;
 use crate::metrics::LocalStats;
-use crate::snapshot::{Mode, Snapshot};
+use crate::snapshot::Snapshot;
 use crate::upstream::pool::LocalPool;
 use accept::{Acceptor, StopMode};
 use idle::IdleSet;
@@ -176,7 +176,7 @@ impl Worker {
                 }
                 self.sweep_idle();
                 for (bind, listener) in listen {
-                    self.start_accepting(&local.snap, bind, listener);
+                    self.start_accepting(bind, listener);
                 }
                 None
             }
@@ -231,19 +231,7 @@ impl Worker {
         });
     }
 
-    fn start_accepting(
-        self: &Rc<Self>,
-        snap: &Snapshot,
-        bind: SocketAddr,
-        listener: std::net::TcpListener,
-    ) {
-        if snap
-            .listener_by_bind(bind)
-            .is_some_and(|l| l.mode == Mode::Tcp)
-        {
-            crate::warn!("listener on {bind}: tcp mode is not served yet; not accepting");
-            return;
-        }
+    fn start_accepting(self: &Rc<Self>, bind: SocketAddr, listener: std::net::TcpListener) {
         if let Some(acceptor) = Acceptor::spawn(self, bind, listener) {
             self.acceptors.borrow_mut().push(acceptor);
         }
@@ -281,11 +269,9 @@ pub async fn run(
     inbox: InboxEnd,
 ) {
     let worker = Rc::new(Worker::new(id, driver, current));
-    let snap = worker.snapshot().snap.clone();
     for (bind, listener) in listeners {
-        worker.start_accepting(&snap, bind, listener);
+        worker.start_accepting(bind, listener);
     }
-    drop(snap);
     monoio::spawn(sweep_loop(worker.clone()));
     let mut inbox: Inbox = match inbox.open() {
         Ok(inbox) => inbox,

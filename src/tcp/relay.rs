@@ -1,0 +1,268 @@
+//! Copying bytes both ways between a client and a server until both directions have ended.
+//!
+//! Each direction reads from one socket and writes what it read to the other; an end of
+//! stream is passed on as a half-close (`shutdown(SHUT_WR)`), so a client that closes its
+//! sending side still gets the rest of the answer, and a server that finishes first still
+//! gets the rest of the request. The relay as a whole ends:
+//! - when both directions have ended (the normal end),
+//! - when a read or write fails, or a write does not progress within `send` (the other
+//!   direction is then cut too: both sockets close),
+//! - when no byte moved in either direction for `idle`. One watchdog looks at a shared
+//!   activity stamp instead of a timeout per read: a read interrupted by a timeout may
+//!   already have taken bytes in the kernel (io_uring), which would then be lost.
+//!
+//! Two copiers exist and `bench_tcp`/the README compare them: [`Copier::Buffer`] (read into
+//! a user-space buffer, write it out: two copies) and [`Copier::Splice`] (splice from the
+//! socket into a pipe and from the pipe to the other socket: no copy through user space).
+//! [`Copier::DEFAULT`] is the faster on this kernel.
+
+use std::cell::Cell;
+use std::io;
+use std::time::Duration;
+
+use monoio::io::splice::{SpliceDestination, SpliceSource};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::net::TcpStream;
+
+use crate::clock::now_ms;
+
+/// Bytes moved per read (buffer) or per splice into the pipe.
+pub const CHUNK: usize = 64 * 1024;
+
+/// How bytes go from one socket to the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Copier {
+    /// read(2) into a buffer, write(2) it out.
+    Buffer,
+    /// splice(2) into a pipe and out of it: the bytes stay in the kernel.
+    Splice,
+}
+
+impl Copier {
+    /// The one the relay uses (see the README's "TCP mode" for the measurement).
+    pub const DEFAULT: Copier = Copier::Buffer;
+
+    /// `RINGWAY_TCP_COPIER=splice|buffer` overrides the default (for the benchmark that
+    /// compares them); anything else is the default. Read once per process: the
+    /// environment is behind a lock, which a worker must not take per connection.
+    pub fn from_env() -> Copier {
+        static CHOSEN: std::sync::OnceLock<Copier> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| match std::env::var("RINGWAY_TCP_COPIER").as_deref() {
+            Ok("splice") => Copier::Splice,
+            Ok("buffer") => Copier::Buffer,
+            _ => Copier::DEFAULT,
+        })
+    }
+}
+
+/// The relay's time limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// No byte in either direction for this long ends the relay.
+    pub idle: Duration,
+    /// One write may not stall longer than this.
+    pub send: Duration,
+}
+
+/// How a relay ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Both sides ended their sending (each end of stream was passed on).
+    Closed,
+    /// Nothing moved for `Timeouts::idle`.
+    Idle,
+    /// A read or write failed or stalled; both connections were closed.
+    Failed,
+}
+
+/// What a relay moved, and how it ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Totals {
+    /// Bytes from the client to the server.
+    pub up: u64,
+    /// Bytes from the server to the client.
+    pub down: u64,
+    pub end: End,
+}
+
+/// Relays between `client` and `server` until the relay ends (see the module doc). `buffers`
+/// gives the two copy buffers of [`Copier::Buffer`] (unused with splice). `uring`: the
+/// worker runs on io_uring (see [`Copier::Splice`]'s cost there).
+pub async fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    timeouts: Timeouts,
+    copier: Copier,
+    buffers: [Vec<u8>; 2],
+    uring: bool,
+) -> (Totals, [Vec<u8>; 2]) {
+    if copier == Copier::Splice && uring {
+        // io_uring runs a splice on a non-blocking socket once and returns EAGAIN (it has
+        // no readiness wait for splice): the sockets must block, and each waiting splice
+        // then holds one of the kernel's io-wq threads.
+        for s in [&client, &server] {
+            if let Err(e) = set_blocking(s) {
+                crate::warn!("tcp relay: cannot make the socket blocking for splice: {e}");
+            }
+        }
+    }
+    let activity = Cell::new(now_ms());
+    let (up, down) = (Cell::new(0u64), Cell::new(0u64));
+    let (client_r, client_w) = client.into_split();
+    let (server_r, server_w) = server.into_split();
+    let [buf_up, buf_down] = buffers;
+    let (end, buffers) = match copier {
+        Copier::Buffer => {
+            let a = copy_buffered(client_r, server_w, buf_up, timeouts.send, &activity, &up);
+            let b = copy_buffered(
+                server_r,
+                client_w,
+                buf_down,
+                timeouts.send,
+                &activity,
+                &down,
+            );
+            let (end, spare) = both(a, b, timeouts.idle, &activity).await;
+            (end, spare)
+        }
+        Copier::Splice => {
+            let a = copy_spliced(client_r, server_w, timeouts.send, &activity, &up);
+            let b = copy_spliced(server_r, client_w, timeouts.send, &activity, &down);
+            let (end, _) = both(a, b, timeouts.idle, &activity).await;
+            (end, [buf_up, buf_down])
+        }
+    };
+    let totals = Totals {
+        up: up.get(),
+        down: down.get(),
+        end,
+    };
+    (totals, buffers)
+}
+
+fn set_blocking(stream: &TcpStream) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = stream.as_raw_fd();
+    // SAFETY: fcntl(2) on a socket this relay owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Runs both directions and the idle watchdog; the first failure or the watchdog ends
+/// everything. Returns the buffers the directions gave back (empty ones when cut).
+async fn both<A, B, T: Default>(a: A, b: B, idle: Duration, activity: &Cell<u64>) -> (End, [T; 2])
+where
+    A: std::future::Future<Output = io::Result<T>>,
+    B: std::future::Future<Output = io::Result<T>>,
+{
+    let directions = async {
+        let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+        monoio::select! {
+            first = &mut a => match first {
+                Ok(spare_a) => b.await.map(|spare_b| [spare_a, spare_b]),
+                Err(e) => Err(e),
+            },
+            first = &mut b => match first {
+                Ok(spare_b) => a.await.map(|spare_a| [spare_a, spare_b]),
+                Err(e) => Err(e),
+            },
+        }
+    };
+    monoio::select! {
+        done = directions => match done {
+            Ok(spare) => (End::Closed, spare),
+            Err(_) => (End::Failed, Default::default()),
+        },
+        _ = watchdog(idle, activity) => (End::Idle, Default::default()),
+    }
+}
+
+/// Returns once nothing has moved for `idle` (per the shared activity stamp).
+async fn watchdog(idle: Duration, activity: &Cell<u64>) {
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    loop {
+        let quiet = now_ms().saturating_sub(activity.get());
+        if quiet >= idle_ms {
+            return;
+        }
+        monoio::time::sleep(Duration::from_millis(idle_ms - quiet)).await;
+    }
+}
+
+/// One direction through a user-space buffer. Gives the buffer back when the direction ends
+/// with an end of stream (passed on as a half-close).
+async fn copy_buffered<R: AsyncReadRent, W: AsyncWriteRent>(
+    mut from: R,
+    mut to: W,
+    mut buf: Vec<u8>,
+    send: Duration,
+    activity: &Cell<u64>,
+    moved: &Cell<u64>,
+) -> io::Result<Vec<u8>> {
+    if buf.capacity() < CHUNK {
+        buf.reserve(CHUNK - buf.len());
+    }
+    loop {
+        buf.clear();
+        let (res, b) = from.read(buf).await;
+        buf = b;
+        let n = res?;
+        if n == 0 {
+            to.shutdown().await?;
+            return Ok(buf);
+        }
+        activity.set(now_ms());
+        let (res, b) = match crate::timer::timeout(send, to.write_all(buf)).await {
+            Ok(r) => r,
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
+        };
+        buf = b;
+        res?;
+        moved.set(moved.get() + n as u64);
+        activity.set(now_ms());
+    }
+}
+
+/// One direction through a pipe with splice(2): the bytes never enter user space.
+async fn copy_spliced<R, W>(
+    mut from: R,
+    mut to: W,
+    send: Duration,
+    activity: &Cell<u64>,
+    moved: &Cell<u64>,
+) -> io::Result<Vec<u8>>
+where
+    R: SpliceSource,
+    W: SpliceDestination + AsyncWriteRent,
+{
+    let (mut pipe_r, mut pipe_w) = monoio::net::unix::new_pipe()?;
+    loop {
+        let n = from.splice_to_pipe(&mut pipe_w, CHUNK as u32).await?;
+        if n == 0 {
+            to.shutdown().await?;
+            return Ok(Vec::new());
+        }
+        activity.set(now_ms());
+        let mut left = n;
+        while left > 0 {
+            let out = to.splice_from_pipe(&mut pipe_r, left);
+            let written = match monoio::time::timeout(send, out).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
+            };
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            left -= written;
+            moved.set(moved.get() + u64::from(written));
+            activity.set(now_ms());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

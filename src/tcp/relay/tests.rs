@@ -1,0 +1,242 @@
+//! The relay between two real socket pairs, with each copier: bytes both ways, half-close,
+//! the idle limit, a reset cutting both sides.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener};
+use std::time::Duration;
+
+use super::*;
+
+/// A connected pair: the monoio end the relay owns, the std end a test thread drives.
+fn pair() -> (TcpStream, std::net::TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let far = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (near, _) = listener.accept().unwrap();
+    near.set_nonblocking(true).unwrap();
+    (TcpStream::from_std(near).unwrap(), far)
+}
+
+const LIMITS: Timeouts = Timeouts {
+    idle: Duration::from_secs(5),
+    send: Duration::from_secs(5),
+};
+
+/// Whether this test runs on the io_uring driver (`test_all` runs each test on both).
+fn uring() -> bool {
+    !monoio::utils::is_legacy()
+}
+
+fn no_buffers() -> [Vec<u8>; 2] {
+    [Vec::new(), Vec::new()]
+}
+
+/// Client sends `up`, half-closes, then reads; the server reads until the half-close
+/// arrives, answers `down`, closes. Returns what each side got and the totals.
+async fn exchange(copier: Copier, up: Vec<u8>, down: Vec<u8>) -> (Vec<u8>, Vec<u8>, Totals) {
+    let (client_near, mut client) = pair();
+    let (server_near, mut server) = pair();
+    let server_side = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        server.read_to_end(&mut got).unwrap();
+        server.write_all(&down).unwrap();
+        server.shutdown(Shutdown::Write).unwrap();
+        got
+    });
+    let client_side = std::thread::spawn(move || {
+        client.write_all(&up).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        got
+    });
+    let (totals, _) = relay(
+        client_near,
+        server_near,
+        LIMITS,
+        copier,
+        no_buffers(),
+        uring(),
+    )
+    .await;
+    (
+        client_side.join().unwrap(),
+        server_side.join().unwrap(),
+        totals,
+    )
+}
+
+fn bytes(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+}
+
+#[monoio::test_all(timer_enabled = true)]
+async fn each_copier_moves_both_ways_and_passes_each_half_close_on() {
+    for copier in [Copier::Buffer, Copier::Splice] {
+        let (up, down) = (bytes(3 << 20, 1), bytes(1 << 20, 2));
+        let (client_got, server_got, totals) = exchange(copier, up.clone(), down.clone()).await;
+        assert!(server_got == up, "{copier:?}: server got the request whole");
+        assert!(
+            client_got == down,
+            "{copier:?}: client got the answer whole"
+        );
+        assert_eq!(
+            totals,
+            Totals {
+                up: up.len() as u64,
+                down: down.len() as u64,
+                end: End::Closed
+            }
+        );
+    }
+}
+
+#[monoio::test_all(timer_enabled = true)]
+async fn a_server_that_closes_first_still_gets_the_rest_of_the_request() {
+    for copier in [Copier::Buffer, Copier::Splice] {
+        let (client_near, mut client) = pair();
+        let (server_near, mut server) = pair();
+        let server_side = std::thread::spawn(move || {
+            server.write_all(b"banner").unwrap();
+            server.shutdown(Shutdown::Write).unwrap();
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).unwrap();
+            got
+        });
+        let client_side = std::thread::spawn(move || {
+            let mut banner = [0u8; 6];
+            client.read_exact(&mut banner).unwrap();
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).unwrap();
+            assert!(rest.is_empty(), "end of stream after the banner");
+            client.write_all(b"late words").unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+            banner
+        });
+        let (totals, _) = relay(
+            client_near,
+            server_near,
+            LIMITS,
+            copier,
+            no_buffers(),
+            uring(),
+        )
+        .await;
+        assert_eq!(&client_side.join().unwrap(), b"banner");
+        assert_eq!(server_side.join().unwrap(), b"late words", "{copier:?}");
+        assert_eq!((totals.up, totals.down, totals.end), (10, 6, End::Closed));
+    }
+}
+
+#[monoio::test_all(timer_enabled = true)]
+async fn nothing_moving_for_the_idle_limit_ends_the_relay_and_closes_both() {
+    for copier in [Copier::Buffer, Copier::Splice] {
+        let (client_near, mut client) = pair();
+        let (server_near, mut server) = pair();
+        let limits = Timeouts {
+            idle: Duration::from_millis(150),
+            send: Duration::from_secs(5),
+        };
+        let started = std::time::Instant::now();
+        let (totals, _) = relay(
+            client_near,
+            server_near,
+            limits,
+            copier,
+            no_buffers(),
+            uring(),
+        )
+        .await;
+        assert_eq!(totals.end, End::Idle);
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        for side in [&mut client, &mut server] {
+            side.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            assert_eq!(side.read(&mut [0u8; 1]).unwrap(), 0, "{copier:?}: closed");
+        }
+    }
+}
+
+#[monoio::test_all(timer_enabled = true)]
+async fn traffic_in_one_direction_keeps_the_other_open() {
+    let (client_near, mut client) = pair();
+    let (server_near, mut server) = pair();
+    let limits = Timeouts {
+        idle: Duration::from_millis(200),
+        send: Duration::from_secs(5),
+    };
+    // The server streams for three idle periods while the client sends nothing.
+    let server_side = std::thread::spawn(move || {
+        for _ in 0..12 {
+            server.write_all(b"tick").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        server.read_to_end(&mut rest).unwrap();
+    });
+    let client_side = std::thread::spawn(move || {
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        client.shutdown(Shutdown::Write).unwrap();
+        got.len()
+    });
+    let (totals, _) = relay(
+        client_near,
+        server_near,
+        limits,
+        Copier::Buffer,
+        no_buffers(),
+        uring(),
+    )
+    .await;
+    assert_eq!(client_side.join().unwrap(), 48);
+    server_side.join().unwrap();
+    assert_eq!(totals.end, End::Closed);
+}
+
+#[monoio::test_all(timer_enabled = true)]
+async fn a_reset_on_one_side_cuts_the_other() {
+    let (client_near, client) = pair();
+    let (server_near, mut server) = pair();
+    // SO_LINGER 0 makes the close a reset.
+    let sock = socket_ref(&client);
+    set_linger_zero(sock);
+    drop(client);
+    let (totals, _) = relay(
+        client_near,
+        server_near,
+        LIMITS,
+        Copier::Buffer,
+        no_buffers(),
+        uring(),
+    )
+    .await;
+    assert_eq!(totals.end, End::Failed);
+    server
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let got = server.read(&mut [0u8; 1]);
+    assert!(matches!(got, Ok(0) | Err(_)), "server side closed: {got:?}");
+}
+
+fn socket_ref(s: &std::net::TcpStream) -> std::os::fd::RawFd {
+    use std::os::fd::AsRawFd;
+    s.as_raw_fd()
+}
+
+fn set_linger_zero(fd: std::os::fd::RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on an open socket with a correctly sized linger on the stack.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0);
+}
