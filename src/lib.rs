@@ -58,6 +58,7 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
     // Before the workers: each takes the log thread's sink when it starts.
     let log = control::log_thread::LogThread::start(&snapshot.log)
         .map_err(|e| format!("cannot open the logs: {e}"))?;
+    raise_fd_limit(snapshot.runtime.max_connections as u64);
     let pid_file = snapshot.runtime.pid_file.clone();
     let summary: Vec<String> = snapshot
         .listeners
@@ -107,4 +108,23 @@ pub fn serve(snapshot: snapshot::Snapshot, mut handover: control::Handover) -> R
         Some(health),
     ));
     Ok(())
+}
+
+/// Raises the open-files limit for the connections the process is allowed (logged: the
+/// operator sees both the change and a limit that still falls short).
+fn raise_fd_limit(max_connections: u64) {
+    match control::fd_limit::FdLimit::raise(max_connections) {
+        Ok(limit) => {
+            if limit.now > limit.before {
+                info!(
+                    "open-files limit raised from {} to {}",
+                    limit.before, limit.now
+                );
+            }
+            if let Some(why) = limit.shortfall() {
+                warn!("{why}");
+            }
+        }
+        Err(e) => warn!("cannot raise the open-files limit: {e}"),
+    }
 }

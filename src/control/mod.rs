@@ -14,6 +14,7 @@
 //!   hand it batches of lines; it writes them and reopens the files on SIGUSR1.
 //! - [`state`]: what the admin listener reads (draining, reload counts).
 //! - [`notify`]: systemd's `sd_notify` (ready, reloading, stopping, a new main pid).
+//! - [`fd_limit`]: the open-files limit raised to the hard limit at start.
 //! - [`admin`]: the admin listener (`/metrics`, `/healthz`, `/status`) on its own threads.
 //! - [`health`]: active health checks on the prober thread (`ringway-health`): it follows
 //!   the snapshot and sets each server's shared probe mark; stopped when [`run`] returns.
@@ -22,6 +23,7 @@
 //! the snapshot (`ArcSwap`) and their inbox ([`crate::worker::inbox`]).
 
 pub mod admin;
+pub mod fd_limit;
 pub mod health;
 pub mod listeners;
 pub mod log_thread;

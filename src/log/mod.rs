@@ -12,6 +12,7 @@
 //!   thread has stopped, error lines go straight to stderr.
 
 pub mod access;
+pub mod throttle;
 
 use std::io::Write;
 use std::sync::OnceLock;

@@ -18,10 +18,15 @@ use monoio::io::Canceller;
 use monoio::net::{TcpListener, TcpStream};
 
 use super::Worker;
+use crate::log::throttle::Throttle;
 use crate::snapshot::Mode;
 
-/// Pause after an accept error (EMFILE and the like) so a full fd table does not spin.
+/// Pause after an accept error (EMFILE and the like) so a full fd table does not spin:
+/// the connection stays in the kernel's queue and is taken on a later try, once a
+/// descriptor is free again (at most this late).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Accept errors repeat every `ACCEPT_BACKOFF` while the cause lasts: one line per this.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
 
 /// How an accept loop lets go of its socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +42,7 @@ pub struct Acceptor {
     pub bind: SocketAddr,
     stop: Cell<Option<StopMode>>,
     canceller: RefCell<Canceller>,
+    errors: Throttle,
 }
 
 impl Acceptor {
@@ -57,6 +63,7 @@ impl Acceptor {
             bind,
             stop: Cell::new(None),
             canceller: RefCell::new(Canceller::new()),
+            errors: Throttle::new(ACCEPT_ERROR_LOG_EVERY),
         });
         monoio::spawn(accept_loop(worker.clone(), listener, acceptor.clone()));
         Some(acceptor)
@@ -81,7 +88,18 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, ctl: Rc<Acceptor
             // The control thread shut the socket: the process is stopping now.
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
             Err(e) => {
-                crate::warn!("worker {}: accept on {}: {e}", worker.id, ctl.bind);
+                if let Some(left_out) = ctl.errors.admit(std::time::Instant::now()) {
+                    let more = match left_out {
+                        0 => String::new(),
+                        n => format!(" ({n} more since the last line)"),
+                    };
+                    crate::warn!(
+                        "worker {}: accept on {}: {e}{more}; retrying every {:?}",
+                        worker.id,
+                        ctl.bind,
+                        ACCEPT_BACKOFF
+                    );
+                }
                 monoio::time::sleep(ACCEPT_BACKOFF).await;
             }
         }

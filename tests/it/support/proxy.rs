@@ -97,14 +97,23 @@ impl Proxy {
     /// Like [`Proxy::start_runtime`], but started as a shell script starts a job with `&`:
     /// through `sh`, with `trap '' <signals>` (ignored dispositions, inherited by `exec`).
     pub fn start_with_ignored(driver: &str, runtime: &str, toml: &str, signals: &str) -> Proxy {
-        Proxy::launch(driver, runtime, toml, Some(signals), &[])
+        let prelude = format!("trap '' {signals}");
+        Proxy::launch(driver, runtime, toml, Some(&prelude), &[])
     }
 
+    /// Like [`Proxy::start_runtime`], with the descriptor limit (`ulimit -n`) set to `fds`.
+    pub fn start_with_fd_limit(driver: &str, runtime: &str, toml: &str, fds: u32) -> Proxy {
+        let prelude = format!("ulimit -n {fds}");
+        Proxy::launch(driver, runtime, toml, Some(&prelude), &[])
+    }
+
+    /// Starts ringway on `toml` (with a generated `[runtime]` and `[log]` header); with a
+    /// `prelude`, through `sh -c '<prelude>; exec ringway ...'`.
     fn launch(
         driver: &str,
         runtime: &str,
         toml: &str,
-        ignored: Option<&str>,
+        prelude: Option<&str>,
         env: &[(&str, &str)],
     ) -> Proxy {
         let dir = TempDir::new();
@@ -125,11 +134,11 @@ impl Proxy {
         let config = dir.write("ringway.toml", &format!("{header}{body}"));
         let stderr = dir.path.join("stderr.log");
         let stdout = dir.path.join("stdout.log");
-        let mut command = match ignored {
+        let mut command = match prelude {
             None => Command::new(binary()),
-            Some(signals) => {
+            Some(prelude) => {
                 let mut sh = Command::new("sh");
-                let script = format!("trap '' {signals}; exec \"$0\" \"$@\"");
+                let script = format!("{prelude}; exec \"$0\" \"$@\"");
                 sh.arg("-c").arg(script).arg(binary());
                 sh
             }
