@@ -897,3 +897,96 @@ impl XorShift {
         (self.0 % n as u64) as usize
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The oracles the targets compare against must themselves be right.
+    use super::*;
+
+    #[test]
+    fn reference_framing_follows_rfc_9112() {
+        let h = |list: &[(&'static str, &'static str)]| -> Vec<(&[u8], &[u8])> {
+            list.iter()
+                .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+                .collect()
+        };
+        assert_eq!(reference_framing(&h(&[("Host", "a")])), Framing::None);
+        assert_eq!(
+            reference_framing(&h(&[("content-length", "5, 5")])),
+            Framing::Length(5)
+        );
+        assert_eq!(
+            reference_framing(&h(&[("Content-Length", "5"), ("Content-Length", "6")])),
+            Framing::Invalid
+        );
+        assert_eq!(
+            reference_framing(&h(&[("Content-Length", "")])),
+            Framing::Invalid
+        );
+        assert_eq!(
+            reference_framing(&h(&[("Transfer-Encoding", "gzip, chunked")])),
+            Framing::Chunked
+        );
+        assert_eq!(
+            reference_framing(&h(&[("Transfer-Encoding", "chunked, identity")])),
+            Framing::Invalid
+        );
+        assert_eq!(
+            reference_framing(&h(&[("Transfer-Encoding", "")])),
+            Framing::Invalid
+        );
+    }
+
+    #[test]
+    fn proxy_header_readers_refuse_what_the_spec_does() {
+        let a: SocketAddr = "192.0.2.7:51234".parse().unwrap();
+        let b: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        assert_eq!(
+            read_v1(b"PROXY TCP4 192.0.2.7 10.0.0.1 51234 443\r\n"),
+            (a, b)
+        );
+        for bad in [
+            &b"PROXY TCP4 192.0.2.7 10.0.0.1 51234 0443\r\n"[..],
+            b"PROXY TCP4 192.0.2.7 10.0.0.1 51234 443\n",
+            b"PROXY TCP6 192.0.2.7 10.0.0.1 51234 443\r\n",
+            b"PROXY TCP4 192.0.2.7  10.0.0.1 51234 443\r\n",
+        ] {
+            assert!(
+                std::panic::catch_unwind(|| read_v1(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
+        let mut v2 = V2_SIGNATURE.to_vec();
+        v2.extend_from_slice(&[0x21, 0x11, 0, 12, 192, 0, 2, 7, 10, 0, 0, 1]);
+        v2.extend_from_slice(&[0xc8, 0x22, 0x01, 0xbb]);
+        assert_eq!(read_v2(&v2), (a, b));
+        v2.push(0);
+        assert!(std::panic::catch_unwind(|| read_v2(&v2)).is_err());
+    }
+
+    #[test]
+    fn mixed_families_are_written_as_ipv6() {
+        let v4: SocketAddr = "192.0.2.7:1".parse().unwrap();
+        let v6: SocketAddr = "[2001:db8::1]:2".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:10.0.0.1]:3".parse().unwrap();
+        let (s, d) = expected_pair(v4, v6);
+        assert_eq!((s.to_string(), d), ("[::ffff:192.0.2.7]:1".to_string(), v6));
+        let (s, d) = expected_pair(mapped, v4);
+        assert_eq!((s.to_string(), d), ("10.0.0.1:3".to_string(), v4));
+    }
+
+    #[test]
+    fn serde_reference_keeps_order_and_duplicates() {
+        let body = br#"{"model":1,"model":"b","messages":[{"role":"user","role":"system"},{"role":"user"}]}"#;
+        let entries = reference_object(body).unwrap();
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["model", "model", "messages"]);
+        // The last `role` of the first message is not `user`: the key ends at the second.
+        assert_eq!(reference_prompt(&entries, 16), Some(Prompt::Turns(2)));
+        json_peek(body);
+        assert_eq!(
+            reference_object(br#"{"model":"a\"b"}"#).map(|e| e.len()),
+            None
+        );
+    }
+}
