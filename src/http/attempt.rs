@@ -565,7 +565,7 @@ fn checkout(
     if spec.proxy_protocol == ProxyProtocol::Off {
         return worker.pool.borrow_mut().checkout(addr, now_ms());
     }
-    match conn.own_upstream.take() {
+    match conn.own_upstream.take().map(|own| *own) {
         Some((own, mut up)) if own == addr => {
             up.reused = true;
             Some(up)
@@ -882,7 +882,7 @@ async fn respond(
                 if let Some(addr) = vars.upstream {
                     if spec.proxy_protocol != ProxyProtocol::Off {
                         // It told the server who this client is: no other client may use it.
-                        conn.own_upstream = Some((addr, up));
+                        conn.own_upstream = Some(Box::new((addr, up)));
                     } else {
                         worker.pool.borrow_mut().checkin(
                             addr,
