@@ -577,7 +577,7 @@ fn checkout(
         }
         return None;
     }
-    match conn.own_upstream.take() {
+    match conn.own_upstream.take().map(|own| *own) {
         Some((own, mut up)) if own == addr && quiet(&up) => {
             up.reused = true;
             Some(up)
@@ -920,7 +920,7 @@ async fn respond(
                 if let Some(addr) = vars.upstream {
                     if spec.proxy_protocol != ProxyProtocol::Off {
                         // It told the server who this client is: no other client may use it.
-                        conn.own_upstream = Some((addr, up));
+                        conn.own_upstream = Some(Box::new((addr, up)));
                     } else {
                         worker.pool.borrow_mut().checkin(
                             addr,

@@ -42,7 +42,8 @@ pub struct Downstream {
     pub tries: Vec<UpstreamTry>,
     /// With `proxy_protocol`: the idle upstream connection that carries this client's
     /// PROXY header, kept for this client's next request only (never pooled for others).
-    pub own_upstream: Option<(SocketAddr, Pooled)>,
+    /// Boxed: rare, and every idle connection's task carries this struct (see `scratch`).
+    pub own_upstream: Option<Box<(SocketAddr, Pooled)>>,
 }
 
 /// Why no request head could be read.
