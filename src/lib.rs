@@ -35,6 +35,8 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod import;
 pub mod llm_sim;

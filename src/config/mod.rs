@@ -19,6 +19,8 @@ mod source;
 pub mod units;
 mod upstream;
 
+#[doc(hidden)]
+pub use check::NO_LOOKUPS;
 pub use upstream::is_next_upstream_condition;
 mod validate;
 

@@ -1,0 +1,4 @@
+//! Fuzz target: the properties of `ringway::fuzzing::config` (see fuzz/README.md).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ringway::fuzzing::config(data));
