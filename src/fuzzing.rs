@@ -42,7 +42,7 @@ pub fn request_head(data: &[u8]) {
             return;
         }
         Err(e) => {
-            assert!(matches!(e.status(), 400 | 431 | 501));
+            assert!(matches!(e.status(), 400 | 414 | 431 | 501));
             return;
         }
     };
