@@ -34,7 +34,7 @@ use crate::http::stream::{
     copy_response,
 };
 use crate::http::vars::RequestVars;
-use crate::http::watch::unless_client_leaves;
+use crate::http::watch::{Peeked, peek, unless_client_leaves};
 use crate::snapshot::{Group, GroupId, Listener, ProxyProtocol};
 use crate::upstream::connect::dial;
 use crate::upstream::pool::Pooled;
@@ -496,15 +496,15 @@ async fn attempt(
         conn.up_in.reset();
         vars.current_try().connected();
         vars.current_try().sending();
-        match send_request(spec, group, &mut up, conn, vars, body).await {
-            Ok(()) => {}
+        let whole = match send_request(spec, group, &mut up, conn, vars, body).await {
+            Ok(whole) => whole,
             // The server closed the idle connection before it got the whole request.
             Err(Failure::Io(_)) if up.reused && body.replayable() => {
                 fresh_only = true;
                 continue;
             }
             Err(f) => return Err(f),
-        }
+        };
         let resp = match read_response_head(&mut up, conn, vars, group.first_byte_timeout).await {
             Ok(resp) => resp,
             // Most likely the same race, found one step later; but the server may have read
@@ -546,10 +546,16 @@ async fn attempt(
                 ),
             }
         }
-        return Ok(respond(
-            worker, spec, group, active, up, conn, vars, resp, keep_alive,
-        )
-        .await);
+        if !whole {
+            crate::info!(
+                "{}: {addr} answered {} before the whole request body was sent; \
+                 the rest is not sent, and neither connection is kept",
+                vars.peer,
+                resp.status
+            );
+        }
+        let sent = Sent { keep_alive, whole };
+        return Ok(respond(worker, spec, group, active, up, conn, vars, resp, sent).await);
     }
 }
 
@@ -563,16 +569,29 @@ fn checkout(
     addr: std::net::SocketAddr,
 ) -> Option<Pooled> {
     if spec.proxy_protocol == ProxyProtocol::Off {
-        return worker.pool.borrow_mut().checkout(addr, now_ms());
+        let mut pool = worker.pool.borrow_mut();
+        while let Some(up) = pool.checkout(addr, now_ms()) {
+            if quiet(&up) {
+                return Some(up);
+            }
+        }
+        return None;
     }
     match conn.own_upstream.take().map(|own| *own) {
-        Some((own, mut up)) if own == addr => {
+        Some((own, mut up)) if own == addr && quiet(&up) => {
             up.reused = true;
             Some(up)
         }
         // Another server this time: the old connection closes.
         _ => None,
     }
+}
+
+/// Whether an idle connection has nothing to say, as it must: bytes waiting on it (a late
+/// or extra response) would be read as the answer to the next request sent on it, and an
+/// end of stream means the server closed it. Either way it is dropped (closed), not used.
+fn quiet(up: &Pooled) -> bool {
+    matches!(peek(&up.stream), Peeked::Nothing)
 }
 
 /// With `proxy_protocol`, the header goes first on a new upstream connection, once.
@@ -655,6 +674,8 @@ fn mark_busy(
 }
 
 /// Writes the request head and the body's replay copy, then streams the rest of the body.
+/// `Ok(false)`: the server began to answer before the whole body was sent, and the rest
+/// was not sent (see [`RequestBodyState::stream_rest`]).
 async fn send_request(
     spec: &Listener,
     group: &Group,
@@ -662,7 +683,7 @@ async fn send_request(
     conn: &mut Downstream,
     vars: &RequestVars<'_>,
     body: &mut RequestBodyState,
-) -> Result<(), Failure> {
+) -> Result<bool, Failure> {
     let mut out = std::mem::take(&mut conn.out);
     out.clear();
     request_head(&mut out, vars, spec, vars.upstream.unwrap_or(vars.peer));
@@ -689,21 +710,24 @@ async fn send_request(
         res
     };
     res.map_err(Failure::Io)?;
-    if !body.complete {
-        body.stream_rest(
+    if body.complete {
+        return Ok(true);
+    }
+    let streamed = body
+        .stream_rest(
             &mut conn.stream,
             &mut conn.inbound,
             &mut up.stream,
             spec,
             group.send_timeout,
         )
-        .await
-        .map_err(|e| match e {
-            StreamError::Client(c) => Failure::Client(client_body_status(&c)),
-            StreamError::Upstream(e) => Failure::Io(e),
-        })?;
+        .await;
+    match streamed {
+        Ok(()) => Ok(true),
+        Err(StreamError::EarlyResponse) => Ok(false),
+        Err(StreamError::Client(c)) => Err(Failure::Client(client_body_status(&c))),
+        Err(StreamError::Upstream(e)) => Err(Failure::Io(e)),
     }
-    Ok(())
 }
 
 /// Reads the final response head (skipping interim 1xx other than 101) into `conn.up_in`;
@@ -749,6 +773,16 @@ async fn read_response_head(
     }
 }
 
+/// How the request went up, for the response's way down.
+#[derive(Clone, Copy)]
+struct Sent {
+    /// The client connection may be kept after the response (before knowing the response).
+    keep_alive: bool,
+    /// The whole request body went to the server (else it answered early and the rest of
+    /// the body is still with the client).
+    whole: bool,
+}
+
 /// Sends the response head and streams the body down; checks the connection back in when
 /// the exchange ended cleanly.
 #[allow(clippy::too_many_arguments)]
@@ -761,11 +795,14 @@ async fn respond(
     conn: &mut Downstream,
     vars: &mut RequestVars<'_>,
     resp: ResponseHead,
-    keep_alive: bool,
+    sent: Sent,
 ) -> Outcome {
     let client_version = vars.head.version;
     let upgrade = resp.status == 101;
-    if upgrade && !vars.head.upgrade {
+    // The client's connection stays in step only if its whole body was read; the server's
+    // only if it got the whole body.
+    let (keep_alive, whole) = (sent.keep_alive && sent.whole, sent.whole);
+    if upgrade && (!vars.head.upgrade || !whole) {
         return Outcome::Error {
             status: 502,
             close: false,
@@ -874,6 +911,7 @@ async fn respond(
     match res {
         Ok(end) => {
             let reusable = end == CopyEnd::Complete
+                && whole
                 && resp.keep_alive
                 && conn.up_in.is_empty()
                 && up.requests < group.keepalive_requests;

@@ -16,8 +16,11 @@
 //! Choices where the RFCs leave room:
 //! - `Content-Length: 0` gives `RequestBody::Length(0)`, so an empty POST is still forwarded
 //!   with a length (some servers answer 411 without one).
-//! - Transfer-Encoding: the combined list (all TE lines, empty elements ignored) must be
-//!   exactly `chunked`. `chunked` last after other codings (`gzip, chunked`) is
+//! - Transfer-Encoding: the combined list of a request (all TE lines) must be exactly
+//!   `chunked`, with no empty element: RFC 9110 5.6.1 says to skip them, but `,chunked` or
+//!   an empty TE line beside a real one is a classic way to make two hops disagree, and no
+//!   honest client sends one. Responses skip empty elements (the client only ever sees
+//!   ringway's own framing). `chunked` last after other codings (`gzip, chunked`) is
 //!   `UnsupportedEncoding` (501, as nginx); `chunked` missing, not last, or twice is
 //!   `Malformed` (400, RFC 9112 6.3: the length cannot be determined).
 //! - Hosts keep IPv6 brackets (`[::1]`), so the value can go straight into a Host header.
@@ -46,6 +49,8 @@ pub enum HeadError {
     Malformed(&'static str),
     /// 431: head larger than `max_header_size` or more than `MAX_HEADERS` headers.
     TooLarge,
+    /// 414: the request line alone is longer than `max_header_size` (a target too long).
+    TargetTooLong,
     /// 501: a Transfer-Encoding other than `chunked` alone (nginx answers 501 too).
     UnsupportedEncoding,
 }
@@ -55,6 +60,7 @@ impl HeadError {
         match self {
             HeadError::Malformed(_) => 400,
             HeadError::TooLarge => 431,
+            HeadError::TargetTooLong => 414,
             HeadError::UnsupportedEncoding => 501,
         }
     }
@@ -118,11 +124,14 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
     let mut req = httparse::Request::new(&mut []);
     let len = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return partial(buf.len(), limits.max_header_size),
+        Ok(httparse::Status::Partial) => {
+            let max = limits.max_header_size;
+            return partial(buf.len(), max).map_err(|_| too_large(buf, max));
+        }
         Err(e) => return Err(from_httparse(e)),
     };
     if len > limits.max_header_size {
-        return Err(HeadError::TooLarge);
+        return Err(too_large(buf, limits.max_header_size));
     }
     if has_bare_lf(at(buf, &(0..len))) {
         return Err(HeadError::Malformed("bare LF in request head"));
@@ -222,7 +231,7 @@ pub struct ResponseHead {
 }
 
 /// Parses a response head; `request_was_head` and the status decide whether a body follows.
-/// Lenient where RFC 9112 allows (both CL and TE: chunked wins, connection not reused).
+/// Both Content-Length and Transfer-Encoding on a response with a body is `Malformed` (502).
 /// A Transfer-Encoding in an HTTP/1.0 response is honoured but the connection is not reused
 /// (RFC 9112 6.1: its framing is suspect).
 pub fn parse_response(
@@ -274,6 +283,22 @@ impl ResponseHead {
     /// The reason phrase as sent.
     pub fn reason<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
         at(buf, &self.reason)
+    }
+}
+
+/// The error for a head over `max`: 414 when its request line alone is (no line end in
+/// the first `max` bytes after any leading empty lines; nginx answers 414 when the request
+/// line does not fit its buffer), else 431.
+fn too_large(buf: &[u8], max: usize) -> HeadError {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    if line[..line.len().min(max)].contains(&b'\n') {
+        HeadError::TooLarge
+    } else {
+        HeadError::TargetTooLong
     }
 }
 
@@ -487,6 +512,24 @@ fn classify(name: &[u8]) -> Known {
     }
 }
 
+/// `Transfer_Encoding` or `Content_Length`: servers that map `_` to `-` (CGI, WSGI, PHP)
+/// would take them for the real thing and frame the body differently from us (nginx drops
+/// such headers; refusing the request is plainer).
+fn framing_lookalike(name: &[u8]) -> bool {
+    if !(name.len() == 14 || name.len() == 17) || !name.contains(&b'_') {
+        return false;
+    }
+    let dashed = |b: &u8| {
+        if *b == b'_' {
+            b'-'
+        } else {
+            b.to_ascii_lowercase()
+        }
+    };
+    let eq = |spelled: &[u8]| name.iter().map(dashed).eq(spelled.iter().copied());
+    eq(b"content-length") || eq(b"transfer-encoding")
+}
+
 /// The elements of a comma-separated list, OWS trimmed, empty elements skipped
 /// (RFC 9110 5.6.1).
 fn list(value: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -509,6 +552,8 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 /// The Transfer-Encoding list, all lines combined.
 #[derive(Clone, Copy, Debug, Default)]
 struct Codings {
+    /// An empty element (`,chunked`, `chunked,`, an empty line): refused in requests.
+    empty: bool,
     count: usize,
     chunked: usize,
     last_is_chunked: bool,
@@ -552,6 +597,11 @@ fn scan_headers(
         let name = span(buf, h.name.as_bytes())?;
         let value = span(buf, h.value)?;
         let known = classify(h.name.as_bytes());
+        if known == Known::Other && framing_lookalike(h.name.as_bytes()) {
+            return Err(HeadError::Malformed(
+                "framing header spelled with an underscore",
+            ));
+        }
         scan.note(known, h.value, value.clone());
         if known == Known::Connection && i < MAX_HEADERS {
             scan.connection_headers |= 1 << i;
@@ -571,6 +621,7 @@ impl Scan {
             Known::ContentLength => self.note_content_length(value),
             Known::TransferEncoding => {
                 let c = self.codings.get_or_insert_with(Codings::default);
+                c.empty |= value.split(|&b| b == b',').any(|e| trim_ows(e).is_empty());
                 for coding in list(value) {
                     let chunked = coding.eq_ignore_ascii_case(b"chunked");
                     c.count += 1;
@@ -692,6 +743,9 @@ fn request_body(version: Version, scan: &Scan) -> Result<RequestBody, HeadError>
             "both Content-Length and Transfer-Encoding",
         ));
     }
+    if c.empty {
+        return Err(HeadError::Malformed("empty element in Transfer-Encoding"));
+    }
     if !c.last_is_chunked {
         return Err(HeadError::Malformed(
             "chunked is not the last transfer coding",
@@ -717,12 +771,19 @@ fn response_body(
         return Ok((ResponseBody::None, true));
     }
     if let Some(c) = scan.codings {
+        // RFC 9112 6.3 lets Transfer-Encoding win, but says such a message "ought to be
+        // handled as an error": a server that sends both has a framing bug (or was made to),
+        // and no guess about which one it meant can be trusted.
+        if scan.content_length.is_some() {
+            return Err(HeadError::Malformed(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
         if c.last_is_chunked && c.chunked > 1 {
             return Err(HeadError::Malformed("chunked applied more than once"));
         }
         if c.last_is_chunked {
-            let trusted = scan.content_length.is_none() && version == Version::Http11;
-            return Ok((ResponseBody::Chunked, trusted));
+            return Ok((ResponseBody::Chunked, version == Version::Http11));
         }
         return Ok((ResponseBody::Eof, false));
     }

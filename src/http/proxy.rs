@@ -200,6 +200,7 @@ async fn requests(
             Err(HeadWait::Closed) => return Busy::Done,
             Err(HeadWait::Reject(status)) => {
                 reject(worker, served, conn, status, reading).await;
+                linger(conn).await;
                 return Busy::Done;
             }
         };
@@ -230,6 +231,10 @@ async fn requests(
             After::KeepAlive if conn.inbound.is_empty() => return Busy::Idle,
             After::KeepAlive => {}
             After::Close => return Busy::Done,
+            After::Linger => {
+                linger(conn).await;
+                return Busy::Done;
+            }
             After::Reset => {
                 reset_on_close(&conn.stream);
                 return Busy::Done;
@@ -260,11 +265,39 @@ async fn reject(
 pub enum After {
     KeepAlive,
     Close,
+    /// Close, but the client may still be sending the request's body: [`linger`] first.
+    Linger,
     /// Close with a reset (RST), not an orderly end of stream: the response was cut.
     Reset,
     /// Switched protocols: relay bytes both ways with this idle timeout; the server counts
     /// the connection as active until the relay ends.
     Upgrade(TcpStream, Duration, Held),
+}
+
+/// The longest a closing connection spends dropping what its client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+/// The most it drops before closing anyway.
+const LINGER_BYTES: u64 = 1 << 20;
+
+/// Ends a connection whose request was answered before it was read whole (nginx's
+/// lingering close). Closing a socket with unread bytes resets it, and a reset can destroy
+/// the answer before the client has read it: so our side ends first (FIN), then what the
+/// client still sends is read and dropped, never parsed, until it closes, or
+/// [`LINGER_TIME`] passes, or [`LINGER_BYTES`] arrived; then the caller closes.
+async fn linger(conn: &mut Downstream) {
+    use monoio::io::AsyncWriteRent;
+    let _ = conn.stream.shutdown().await;
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut dropped = 0u64;
+    while dropped < LINGER_BYTES {
+        dropped += conn.inbound.pending().len() as u64;
+        conn.inbound.consume(conn.inbound.pending().len());
+        let left = deadline.saturating_duration_since(Instant::now());
+        match conn.inbound.fill(&mut conn.stream, READ_CHUNK, left).await {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
+    }
 }
 
 /// Makes the close of `stream` a reset: a client reading a body until the connection ends
@@ -463,6 +496,12 @@ async fn handle(
             vars.status = CLIENT_CLOSED;
             After::Close
         }
+    };
+    // Body bytes the client may still send must never be read as a request: the
+    // connection closes, after draining them for a while.
+    let after = match after {
+        After::Close if !body.complete => After::Linger,
+        after => after,
     };
     vars.request_length = head.len as u64 + body.received();
     worker.access_log.write(&local.snap.log, &vars);

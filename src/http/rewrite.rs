@@ -226,6 +226,7 @@ pub fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         408 => "Request Timeout",
         413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",

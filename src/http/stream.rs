@@ -13,7 +13,7 @@ use crate::http::gzip::Encoder;
 use crate::http::head::RequestBody;
 use crate::http::io::{GATHER_FROM, Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::DownFraming;
-use crate::http::watch::unless_client_leaves;
+use crate::http::watch::{Peeked, peek, unless_client_leaves};
 use crate::snapshot::Listener;
 
 /// Says whether the de-chunked body prefix read so far is enough to choose a server.
@@ -219,6 +219,12 @@ impl RequestBodyState {
                     .await
                     .map_err(StreamError::Client)?;
             }
+            // A server that answers before it has the whole body may never read the rest,
+            // and would then take it for a request of its own: stop sending. (An end of
+            // stream is left to the write below, which fails and says so.)
+            if let Peeked::Data = peek(upstream) {
+                return Err(StreamError::EarlyResponse);
+            }
             let n = self
                 .take(inbound.pending(), spec.client_max_body_size)
                 .map_err(StreamError::Client)?;
@@ -244,6 +250,8 @@ impl RequestBodyState {
 pub enum StreamError {
     Client(ClientBodyError),
     Upstream(io::Error),
+    /// The server began to answer before the whole body was sent; the rest was not sent.
+    EarlyResponse,
 }
 
 async fn fill_client(

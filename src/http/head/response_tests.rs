@@ -71,15 +71,21 @@ fn responses_without_a_body_are_none() {
 }
 
 #[test]
-fn chunked_response_wins_over_content_length_and_closes() {
+fn a_response_with_both_content_length_and_transfer_encoding_is_malformed() {
     let head = res(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
         false,
     );
     assert_eq!((head.body, head.keep_alive), (ResponseBody::Chunked, true));
-    let both = b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nTransfer-Encoding: gzip, chunked\r\n\r\n";
-    let head = res(both, false);
-    assert_eq!((head.body, head.keep_alive), (ResponseBody::Chunked, false));
+    for both in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 7\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nTransfer-Encoding: gzip\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ] {
+        assert!(matches!(res_err(both), HeadError::Malformed(_)), "{both:?}");
+    }
 }
 
 #[test]
