@@ -14,7 +14,7 @@ use monoio::net::TcpStream;
 use crate::balance::Policy;
 use crate::http::attempt::{self, Held, Outcome};
 use crate::http::head::{HeadLimits, RequestBody, RequestHead, parse_request};
-use crate::http::io::{Inbound, STREAM_CHUNK, readable_within, write_all};
+use crate::http::io::{Inbound, READ_CHUNK, STREAM_CHUNK, readable_within, write_all};
 use crate::http::prompt_key::prompt_key;
 use crate::http::rewrite::error_response;
 use crate::http::stream::{ClientBodyError, Enough, RequestBodyState, relay};
