@@ -99,6 +99,12 @@ fn main() {
     }
     // One process per driver: a proxy started in-process keeps running until exit.
     if let Some(driver) = std::env::var_os("ALLOC_TEST_DRIVER") {
+        // A run takes seconds; one that hangs fails here instead of stalling the suite.
+        std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(120));
+            eprintln!("alloc: no result after 120 s");
+            std::process::exit(2);
+        });
         let driver = driver.to_string_lossy().into_owned();
         let per_request = allocations_per_request(&driver);
         eprintln!("alloc: {driver}: {per_request:.3} allocations per request");
