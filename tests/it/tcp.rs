@@ -197,10 +197,27 @@ fn round_robin_and_least_conn_balance_connections(driver: &str) {
     assert_eq!(seen, ["a", "a", "b", "b", "c", "c"], "two connections each");
 
     // least_conn counts open connections: a held connection keeps its server busiest.
+    held_server_is_avoided(driver, "least_conn", &servers[..2], 3);
+}
+
+fn random_two_avoids_the_server_holding_a_connection(driver: &str) {
+    let (a, b) = (TcpBackend::named("a"), TcpBackend::named("b"));
+    // Two servers: the two distinct candidates are both, and the idle one wins each time.
+    held_server_is_avoided(
+        driver,
+        "random_two",
+        &[server(a.addr, ""), server(b.addr, "")],
+        6,
+    );
+}
+
+/// With one connection held open on a server of `servers` (two of them), each of `rounds`
+/// new connections under `balance` goes to the other one.
+fn held_server_is_avoided(driver: &str, balance: &str, servers: &[String], rounds: usize) {
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
     let body = format!(
         "[admin]\nbind = \"{admin}\"\n\n{}",
-        tcp_config("", "balance = \"least_conn\"", &servers[..2])
+        tcp_config("", &format!("balance = \"{balance}\""), servers)
     );
     let proxy = Proxy::start(driver, &body);
     // Open connections on the servers, as the balancer counts them (the harness's start-up
@@ -211,7 +228,7 @@ fn round_robin_and_least_conn_balance_connections(driver: &str) {
     };
     assert!(wait_until(WAIT, || active() == 0.0));
     let (first, _held) = whom(proxy.addr);
-    for _ in 0..3 {
+    for _ in 0..rounds {
         let (next, s) = whom(proxy.addr);
         assert_ne!(next, first, "the server holding a connection is not picked");
         drop(s);
@@ -219,33 +236,6 @@ fn round_robin_and_least_conn_balance_connections(driver: &str) {
             wait_until(WAIT, || active() == 1.0),
             "only the held one left"
         );
-    }
-}
-
-fn random_two_avoids_the_server_holding_a_connection(driver: &str) {
-    let (a, b) = (TcpBackend::named("a"), TcpBackend::named("b"));
-    let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let body = format!(
-        "[admin]\nbind = \"{admin}\"\n\n{}",
-        tcp_config(
-            "",
-            "balance = \"random_two\"",
-            &[server(a.addr, ""), server(b.addr, "")]
-        )
-    );
-    let proxy = Proxy::start(driver, &body);
-    let active = || {
-        let text = crate::admin::scrape(admin);
-        crate::admin::sum(&text, "ringway_upstream_active_requests", &[])
-    };
-    assert!(wait_until(WAIT, || active() == 0.0));
-    let (first, _held) = whom(proxy.addr);
-    // Two servers: the two distinct candidates are both, and the idle one wins each time.
-    for _ in 0..6 {
-        let (next, s) = whom(proxy.addr);
-        assert_ne!(next, first, "the server holding a connection is not picked");
-        drop(s);
-        assert!(wait_until(WAIT, || active() == 1.0));
     }
 }
 
