@@ -290,6 +290,9 @@ http {{
     client_body_temp_path {work}/nginx-body;
     proxy_temp_path {work}/nginx-proxy;
     client_max_body_size 16m;
+    # Keep request bodies in memory (prompts can pass nginx's 16k default, and its worker
+    # user cannot write to this run's private temp dir).
+    client_body_buffer_size 16m;
     upstream llm {{
         {method};
 {servers}
