@@ -113,7 +113,7 @@ def uncached_bytes_with_shared_system(system, convs):
 # ---------------------------------------------------------------- the client
 
 class Result:
-    __slots__ = ("ok", "stream", "ttft", "e2e", "backend", "status", "error")
+    __slots__ = ("ok", "stream", "ttft", "e2e", "backend", "status", "error", "sim")
 
 
 async def read_head(reader):
@@ -132,6 +132,7 @@ async def one_request(port, conv_id, messages, turn):
     """One request on a fresh connection; returns (Result, the assistant's text)."""
     r = Result()
     r.stream, r.ok, r.ttft, r.backend, r.error = turn["stream"], False, None, None, None
+    r.sim = None
     body = json.dumps({
         "model": "ringway-sim", "messages": messages, "stream": turn["stream"],
         "max_tokens": turn["max_tokens"],
@@ -160,14 +161,18 @@ async def one_request(port, conv_id, messages, turn):
                 data += chunk[:-2]
             for event in data.decode().split("\n\n"):
                 if event.startswith("data: {"):
-                    choice = (json.loads(event[6:]).get("choices") or [{}])[0]
+                    value = json.loads(event[6:])
+                    r.sim = value.get("ringway_sim") or r.sim
+                    choice = (value.get("choices") or [{}])[0]
                     reply += choice.get("delta", {}).get("content") or ""
             r.ok = status == 200 and data.endswith(b"data: [DONE]\n\n")
         else:
             n = int(headers.get("content-length", "0"))
             data = await reader.readexactly(n)
             if status == 200:
-                reply = json.loads(data)["choices"][0]["message"]["content"]
+                value = json.loads(data)
+                r.sim = value.get("ringway_sim")
+                reply = value["choices"][0]["message"]["content"]
                 r.ok = True
         writer.close()
     except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as e:
@@ -249,10 +254,10 @@ def metrics(port):
     return values
 
 
-def ringway_conf(policy, listen, backends, work):
+def ringway_conf(policy, listen, backends, work, factor=150):
     servers = ",\n".join(f'  {{ addr = "{HOST}:{b}" }}' for b in backends)
     # As in config/llm-fleet.toml: no server above 1.5x the mean load.
-    factor = "hash_balance_factor = 150\n" if policy == "prompt" else ""
+    factor = f"hash_balance_factor = {factor}\n" if policy == "prompt" else ""
     return f"""[runtime]
 workers = 1
 pin_workers = false
@@ -347,12 +352,12 @@ POLICIES = [
 ]
 
 
-def start_proxy(kind, arg, listen, backends, work, ringway):
+def start_proxy(kind, arg, listen, backends, work, ringway, factor):
     """Starts the proxy; returns (process, None) or (None, why not)."""
     if kind == "ringway":
         path = os.path.join(work, f"ringway-{arg}.toml")
         with open(path, "w") as f:
-            f.write(ringway_conf(arg, listen, backends, work))
+            f.write(ringway_conf(arg, listen, backends, work, factor))
         check = subprocess.run([ringway, "-t", "-c", path], capture_output=True, text=True)
         if check.returncode != 0:
             return None, "not available in this build"
@@ -395,7 +400,7 @@ def run_policy(name, kind, arg, args, system, convs, sim_flags, work):
             if not wait_port(p, s):
                 sys.exit(f"the simulator on {p} did not start")
         (listen,) = free_ports(1)
-        proxy, why = start_proxy(kind, arg, listen, sim_ports, work, args.ringway)
+        proxy, why = start_proxy(kind, arg, listen, sim_ports, work, args.ringway, args.factor)
         if proxy is None:
             return {"name": name, "skipped": why}
         try:
@@ -425,7 +430,30 @@ def run_policy(name, kind, arg, args, system, convs, sim_flags, work):
         "rps": len(ok) / elapsed,
         "hit": hits / queries if queries else float("nan"),
         "top_share": max(per_server.values()) / len(ok) if ok else float("nan"),
+        "breakdown": breakdown([r for r in ok if r.stream]),
     }
+
+
+def breakdown(streamed):
+    """Where time to first token went (the simulators' `ringway_sim` timings), in ms: the
+    mean over every streamed request and over the slowest 2% (the p99's neighbourhood).
+    queued = in the server's queue for a batch slot; prefill wait = holding a slot behind
+    other prompts' prefill; prefill = its own uncached bytes; other = the rest (proxy,
+    network, the client's and the simulator's event loops)."""
+    timed = sorted((r for r in streamed if r.sim), key=lambda r: r.ttft)
+    out = {}
+    for name, part in (("all", timed), ("slowest 2%", timed[-max(1, len(timed) // 50):])):
+        if not part:
+            continue
+        n = len(part)
+        q = sum(r.sim["queued_us"] for r in part) / n / 1000
+        w = sum(r.sim["prefill_wait_us"] for r in part) / n / 1000
+        p = sum(r.sim["prefill_us"] for r in part) / n / 1000
+        t = sum(r.ttft for r in part) / n * 1000
+        out[name] = {"ttft": round(t, 1), "queued": round(q, 1), "prefill_wait": round(w, 1),
+                     "prefill": round(p, 1), "other": round(t - q - w - p, 1),
+                     "uncached_kb": round(sum(r.sim["uncached_bytes"] for r in part) / n / 1024, 1)}
+    return out
 
 
 def main():
@@ -439,7 +467,11 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--decode-ms-per-token", type=float, default=4.0)
     ap.add_argument("--slots", type=int, default=16)
-    ap.add_argument("--only", help="run only the policies whose name contains this")
+    ap.add_argument("--factor", type=int, default=150,
+                    help="prompt's hash_balance_factor (150 as in config/llm-fleet.toml; "
+                    "other values only to see what the bound costs)")
+    ap.add_argument("--only", help="run only the policies whose name contains one of these "
+                    "comma-separated words")
     args = ap.parse_args()
 
     system, convs = make_trace(args.seed, args.conversations, args.span)
@@ -459,7 +491,7 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory(prefix="ringway-llm-bench-") as work:
         for name, kind, arg, note in POLICIES:
-            if args.only and args.only not in name:
+            if args.only and not any(w in name for w in args.only.split(",")):
                 continue
             row = run_policy(name, kind, arg, args, system, convs, sim_flags, work)
             row["note"] = note
@@ -483,6 +515,24 @@ def report(rows):
         print(f"| {name} | {r['ttft50'] * 1000:.0f} ms | {r['ttft99'] * 1000:.0f} ms{ratio} "
               f"| {r['e2e99'] * 1000:.0f} ms | {r['rps']:.1f} | {r['hit'] * 100:.0f}% "
               f"| {r['top_share'] * 100:.0f}% | {r['failed']} |")
+    print()
+    print("Where time to first token went (ms; mean over streamed requests, and over the "
+          "slowest 2%): queued for a slot / waiting for the prefill engine / own prefill "
+          "/ other (proxy, network, event loops); mean uncached prompt")
+    print()
+    print("| policy | all: ttft = queued + prefill wait + prefill + other (uncached) "
+          "| slowest 2%: ttft = queued + prefill wait + prefill + other (uncached) |")
+    print("|---|---|---|")
+    for r in rows:
+        if "skipped" in r:
+            continue
+        cells = []
+        for part in ("all", "slowest 2%"):
+            b = r["breakdown"].get(part)
+            cells.append(f"{b['ttft']:.0f} = {b['queued']:.0f} + {b['prefill_wait']:.0f} + "
+                         f"{b['prefill']:.0f} + {b['other']:.0f} ({b['uncached_kb']:.1f} KB)"
+                         if b else "-")
+        print(f"| {r['name']} | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":
