@@ -13,6 +13,7 @@ mod balance;
 mod basic;
 mod cancel;
 mod cli;
+mod early_answers;
 mod edges;
 mod errors;
 mod failover;
