@@ -12,10 +12,15 @@ previous answer after a think time; streamed and whole answers mixed) through:
 Per policy: time to first token p50/p99 (streamed requests: the first `data:` event;
 whole answers have no first token to see), end-to-end p99 (all requests), completed
 requests per second, the fleet's prefix cache hit rate (from the simulators' /metrics) and
-the busiest server's share of the requests. The simulators are restarted for every policy
-(empty caches, zeroed counters).
+the busiest server's share of the requests, the share of follow-up turns that went to
+another server than the turn before; and where time to first token went (mean over the
+streamed requests and over the slowest 2%): waiting for a slot, waiting for the prefill
+engine, the request's own prefill, the rest (proxy, network, event loops), from the
+`ringway_sim` timings the simulator puts in each answer. The simulators are restarted for
+every policy (empty caches, zeroed counters).
 
     python3 benches/llm/run.py [--ringway target/release/ringway] [--conversations 200]
+        [--only "nginx least_conn,prompt"] [--factor 150]
 
 Needs python3 (standard library only); nginx and haproxy are run if installed (apt-get
 install -y nginx haproxy), else their rows say so. A ringway policy that `ringway -t`
@@ -113,7 +118,7 @@ def uncached_bytes_with_shared_system(system, convs):
 # ---------------------------------------------------------------- the client
 
 class Result:
-    __slots__ = ("ok", "stream", "ttft", "e2e", "backend", "status", "error", "sim")
+    __slots__ = ("ok", "stream", "ttft", "e2e", "backend", "status", "error", "sim", "conv")
 
 
 async def read_head(reader):
@@ -189,6 +194,7 @@ async def conversation(port, system, conv, t0, results):
     for turn in conv["turns"]:
         messages.append({"role": "user", "content": turn["user"]})
         r, reply = await one_request(port, conv["id"], messages, turn)
+        r.conv = conv["id"]
         results.append(r)
         if not r.ok:
             return  # a failed turn ends the conversation, as a user would give up
@@ -348,7 +354,7 @@ POLICIES = [
     ("HAProxy leastconn", "haproxy", "leastconn", ""),
     ("ringway least_conn", "ringway", "least_conn", ""),
     ("ringway least_time", "ringway", "least_time", ""),
-    ("ringway prompt", "ringway", "prompt", "hash_balance_factor = 150"),
+    ("ringway prompt", "ringway", "prompt", ""),  # the note names --factor
 ]
 
 
@@ -430,8 +436,21 @@ def run_policy(name, kind, arg, args, system, convs, sim_flags, work):
         "rps": len(ok) / elapsed,
         "hit": hits / queries if queries else float("nan"),
         "top_share": max(per_server.values()) / len(ok) if ok else float("nan"),
+        "moved": moved(ok),
         "breakdown": breakdown([r for r in ok if r.stream]),
     }
+
+
+def moved(ok):
+    """The share of follow-up turns served by another server than the turn before (each
+    one prefills the conversation's history again)."""
+    last, follow, moves = {}, 0, 0
+    for r in ok:  # in completion order, which is turn order within a conversation
+        if r.conv in last:
+            follow += 1
+            moves += r.backend != last[r.conv]
+        last[r.conv] = r.backend
+    return moves / follow if follow else float("nan")
 
 
 def breakdown(streamed):
@@ -494,7 +513,7 @@ def main():
             if args.only and not any(w in name for w in args.only.split(",")):
                 continue
             row = run_policy(name, kind, arg, args, system, convs, sim_flags, work)
-            row["note"] = note
+            row["note"] = f"hash_balance_factor = {args.factor}" if arg == "prompt" else note
             rows.append(row)
             print(json.dumps(row), flush=True)
     report(rows)
@@ -504,17 +523,17 @@ def report(rows):
     base = next((r for r in rows if r["name"] == "nginx least_conn" and "skipped" not in r), None)
     print()
     print("| policy | TTFT p50 | TTFT p99 | end-to-end p99 | completed/s | prefix cache hits "
-          "| busiest server | failed |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| busiest server | turns moved | failed |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         name = r["name"] + (f" ({r['note']})" if r["note"] else "")
         if "skipped" in r:
-            print(f"| {name} | {r['skipped']} | | | | | | |")
+            print(f"| {name} | {r['skipped']} | | | | | | | |")
             continue
         ratio = f" ({r['ttft99'] / base['ttft99']:.2f}x)" if base else ""
         print(f"| {name} | {r['ttft50'] * 1000:.0f} ms | {r['ttft99'] * 1000:.0f} ms{ratio} "
               f"| {r['e2e99'] * 1000:.0f} ms | {r['rps']:.1f} | {r['hit'] * 100:.0f}% "
-              f"| {r['top_share'] * 100:.0f}% | {r['failed']} |")
+              f"| {r['top_share'] * 100:.0f}% | {r['moved'] * 100:.0f}% | {r['failed']} |")
     print()
     print("Where time to first token went (ms; mean over streamed requests, and over the "
           "slowest 2%): queued for a slot / waiting for the prefill engine / own prefill "
