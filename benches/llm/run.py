@@ -20,7 +20,7 @@ engine, the request's own prefill, the rest (proxy, network, event loops), from 
 every policy (empty caches, zeroed counters).
 
     python3 benches/llm/run.py [--ringway target/release/ringway] [--conversations 200]
-        [--only "nginx least_conn,prompt"] [--factor 150]
+        [--only "nginx least_conn,prompt"] [--factor 150] [--slack 8]
 
 Needs python3 (standard library only); nginx and haproxy are run if installed (apt-get
 install -y nginx haproxy), else their rows say so. A ringway policy that `ringway -t`
@@ -260,10 +260,12 @@ def metrics(port):
     return values
 
 
-def ringway_conf(policy, listen, backends, work, factor=150):
+def ringway_conf(policy, listen, backends, work, factor=150, slack=8):
     servers = ",\n".join(f'  {{ addr = "{HOST}:{b}" }}' for b in backends)
-    # As in config/llm-fleet.toml: no server above 1.5x the mean load.
-    factor = f"hash_balance_factor = {factor}\n" if policy == "prompt" else ""
+    # As in config/llm-fleet.toml: no server above 1.5x the mean load plus 8 requests.
+    factor = (f"hash_balance_factor = {factor}\n"
+              + (f"hash_balance_slack = {slack}\n" if factor and slack else "")
+              if policy == "prompt" else "")
     return f"""[runtime]
 workers = 1
 pin_workers = false
@@ -354,16 +356,16 @@ POLICIES = [
     ("HAProxy leastconn", "haproxy", "leastconn", ""),
     ("ringway least_conn", "ringway", "least_conn", ""),
     ("ringway least_time", "ringway", "least_time", ""),
-    ("ringway prompt", "ringway", "prompt", ""),  # the note names --factor
+    ("ringway prompt", "ringway", "prompt", ""),  # the note names --factor and --slack
 ]
 
 
-def start_proxy(kind, arg, listen, backends, work, ringway, factor):
+def start_proxy(kind, arg, listen, backends, work, ringway, factor, slack):
     """Starts the proxy; returns (process, None) or (None, why not)."""
     if kind == "ringway":
         path = os.path.join(work, f"ringway-{arg}.toml")
         with open(path, "w") as f:
-            f.write(ringway_conf(arg, listen, backends, work, factor))
+            f.write(ringway_conf(arg, listen, backends, work, factor, slack))
         check = subprocess.run([ringway, "-t", "-c", path], capture_output=True, text=True)
         if check.returncode != 0:
             return None, "not available in this build"
@@ -406,7 +408,8 @@ def run_policy(name, kind, arg, args, system, convs, sim_flags, work):
             if not wait_port(p, s):
                 sys.exit(f"the simulator on {p} did not start")
         (listen,) = free_ports(1)
-        proxy, why = start_proxy(kind, arg, listen, sim_ports, work, args.ringway, args.factor)
+        proxy, why = start_proxy(kind, arg, listen, sim_ports, work, args.ringway, args.factor,
+                                 args.slack)
         if proxy is None:
             return {"name": name, "skipped": why}
         try:
@@ -489,6 +492,9 @@ def main():
     ap.add_argument("--factor", type=int, default=150,
                     help="prompt's hash_balance_factor (150 as in config/llm-fleet.toml; "
                     "other values only to see what the bound costs)")
+    ap.add_argument("--slack", type=int, default=8,
+                    help="prompt's hash_balance_slack (8 as in config/llm-fleet.toml; "
+                    "used only with a nonzero --factor)")
     ap.add_argument("--only", help="run only the policies whose name contains one of these "
                     "comma-separated words")
     args = ap.parse_args()
@@ -513,10 +519,16 @@ def main():
             if args.only and not any(w in name for w in args.only.split(",")):
                 continue
             row = run_policy(name, kind, arg, args, system, convs, sim_flags, work)
-            row["note"] = f"hash_balance_factor = {args.factor}" if arg == "prompt" else note
+            row["note"] = bound_note(args) if arg == "prompt" else note
             rows.append(row)
             print(json.dumps(row), flush=True)
     report(rows)
+
+
+def bound_note(args):
+    if args.factor and args.slack:
+        return f"hash_balance_factor = {args.factor}, hash_balance_slack = {args.slack}"
+    return f"hash_balance_factor = {args.factor}"
 
 
 def report(rows):

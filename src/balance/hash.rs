@@ -181,15 +181,21 @@ fn point_hash(addr: SocketAddr, twin: u32, point: u32) -> u64 {
 
 /// `hash_balance_factor` (consistent hashing with bounded loads, Mirrokni et al.): a server
 /// takes a new request only while its load is below `factor`% of its weighted share of
-/// (all load + 1), rounded up. Measured once per pick, over the primaries that can take a
-/// request now: not down or failed, and not marked busy by their own `Retry-After` (a busy
-/// server takes nothing until its mark ends, so counting its weight would shrink every
-/// other server's share and spill keys off servers that have room).
+/// (all load + 1), rounded up, plus `hash_balance_slack`. Measured once per pick, over the
+/// primaries that can take a request now: not down or failed, and not marked busy by their
+/// own `Retry-After` (a busy server takes nothing until its mark ends, so counting its
+/// weight would shrink every other server's share and spill keys off servers that have
+/// room). The slack is absolute, like SGLang's `balance_abs_threshold`: with a few
+/// requests per server, ordinary bunching crosses any relative bound, and for an LLM
+/// server a spill (a whole history prefilled again) costs more than a few extra requests
+/// in its batch.
 pub(super) struct Bound {
     /// `factor` × (the load of every available primary + 1).
     scaled_total: u64,
     /// 100 × the weights of the available primaries.
     scaled_weights: u64,
+    /// `hash_balance_slack`.
+    slack: u128,
 }
 
 impl Bound {
@@ -208,6 +214,7 @@ impl Bound {
         Some(Bound {
             scaled_total: u64::from(peers.balance_factor) * (load + 1),
             scaled_weights: 100 * weights.max(1),
+            slack: u128::from(peers.balance_slack),
         })
     }
 
@@ -216,7 +223,7 @@ impl Bound {
         let weight = u128::from(peers.weight(idx, now_ms));
         let cap =
             (u128::from(self.scaled_total) * weight).div_ceil(u128::from(self.scaled_weights));
-        u128::from(peers.load(idx, now_ms)) < cap
+        u128::from(peers.load(idx, now_ms)) < cap + self.slack
     }
 }
 
@@ -606,7 +613,19 @@ mod tests {
 
     /// Where `n` requests of one key land when each stays in flight (counted) after its pick.
     fn flood(policy: Policy, factor: u32, key: PickKey<'_>, n: usize) -> Vec<u32> {
-        let peers = group(policy, servers(&[1, 2, 3, 4])).with_balance_factor(factor);
+        flood_with_slack(policy, factor, 0, key, n)
+    }
+
+    fn flood_with_slack(
+        policy: Policy,
+        factor: u32,
+        slack: u32,
+        key: PickKey<'_>,
+        n: usize,
+    ) -> Vec<u32> {
+        let peers = group(policy, servers(&[1, 2, 3, 4]))
+            .with_balance_factor(factor)
+            .with_balance_slack(slack);
         let mut cursor = LocalCursor::new(&peers, 0);
         for _ in 0..n {
             let idx = pick(&peers, &mut cursor, key);
@@ -643,6 +662,60 @@ mod tests {
         );
         let bounded = flood(Policy::IpHash, 125, ip, 20);
         assert!(bounded.iter().all(|&n| n <= 7), "{bounded:?}");
+    }
+
+    /// Each keyed policy with a key of its kind.
+    fn keyed() -> [(Policy, PickKey<'static>); 3] {
+        let bytes = PickKey::Bytes(b"one conversation");
+        let ip = PickKey::Ip(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        [
+            (Policy::Hash, bytes),
+            (Policy::Prompt, bytes),
+            (Policy::IpHash, ip),
+        ]
+    }
+
+    #[test]
+    fn slack_keeps_a_key_at_home_where_the_bound_alone_would_spill() {
+        for (policy, key) in keyed() {
+            let at = |slack: u32| {
+                let peers = group(policy, servers(&[1, 2, 3]))
+                    .with_balance_factor(150)
+                    .with_balance_slack(slack);
+                let mut cursor = LocalCursor::new(&peers, 0);
+                let home = pick(&peers, &mut cursor, key);
+                // Home 3, the others 1 each: ceil(1.5 x (5 + 1) / 3) = 3, so home is full.
+                for idx in 0..3 {
+                    let n = if idx == home { 3 } else { 1 };
+                    (0..n).for_each(|_| peers.begin(idx));
+                }
+                (home, pick(&peers, &mut cursor, key))
+            };
+            let (home, without) = at(0);
+            assert_ne!(without, home, "{policy:?}");
+            assert_eq!(at(1), (home, home), "{policy:?}");
+            assert_eq!(at(8), (home, home), "{policy:?}");
+        }
+    }
+
+    #[test]
+    fn a_flood_still_spills_past_bound_plus_slack() {
+        for (policy, key) in keyed() {
+            let plain = flood(policy, 125, key, 20);
+            let home = plain
+                .iter()
+                .position(|&n| n == *plain.iter().max().unwrap());
+            let slack = flood_with_slack(policy, 125, 2, key, 20);
+            assert_eq!(slack.iter().sum::<u32>(), 20);
+            // The 20th request: ceil(1.25 x 20 / 4) + 2 = 9 at most anywhere.
+            assert!(slack.iter().all(|&n| n <= 9), "{policy:?} {slack:?}");
+            assert!(slack.iter().filter(|&&n| n > 0).count() > 1, "{slack:?}");
+            let home = home.unwrap();
+            assert!(slack[home] > plain[home], "{policy:?} {plain:?} {slack:?}");
+            // A huge slack is no bound at all: everything stays home.
+            let loose = flood_with_slack(policy, 125, 100, key, 20);
+            assert_eq!(loose[home], 20, "{policy:?} {loose:?}");
+        }
     }
 
     #[test]

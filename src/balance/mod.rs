@@ -151,6 +151,8 @@ pub struct Peers {
     queued: bool,
     /// `hash_balance_factor` in percent; 0 = off (keyed policies only).
     balance_factor: u32,
+    /// `hash_balance_slack`: requests a server takes past its bound (only with a factor).
+    balance_slack: u32,
 }
 
 /// Per-worker balancing state for one group (smooth weights, tie cursor, random seed).
@@ -213,6 +215,7 @@ impl Peers {
             queue: Arc::default(),
             queued: false,
             balance_factor: 0,
+            balance_slack: 0,
         }
     }
 
@@ -221,6 +224,19 @@ impl Peers {
     pub fn with_balance_factor(mut self, percent: u32) -> Peers {
         self.balance_factor = percent;
         self
+    }
+
+    /// Sets `hash_balance_slack`: with a `hash_balance_factor`, a server takes this many
+    /// requests past its bound before a key spills (see [`hash::Bound`]).
+    pub fn with_balance_slack(mut self, requests: u32) -> Peers {
+        self.balance_slack = requests;
+        self
+    }
+
+    /// `hash_balance_factor` and `hash_balance_slack`, as configured.
+    #[cfg(test)]
+    pub(crate) fn balance_bound(&self) -> (u32, u32) {
+        (self.balance_factor, self.balance_slack)
     }
 
     /// The group has a wait queue (`queue = { .. }`): freed slots go to its waiters first.

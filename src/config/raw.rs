@@ -137,6 +137,7 @@ pub struct RawUpstream {
     pub slow_start: Option<Spanned<Dur>>,
     pub first_byte_timeout: Option<Spanned<Dur>>,
     pub hash_balance_factor: Option<Spanned<i64>>,
+    pub hash_balance_slack: Option<Spanned<i64>>,
     pub prompt_prefix: Option<Spanned<Size>>,
     pub load_feedback: Option<Spanned<RawLoadFeedback>>,
 }

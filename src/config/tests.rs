@@ -173,7 +173,7 @@ fn display_is_file_line_column_key_message() {
          `connect_timeout`, `send_timeout`, `read_timeout`, `next_upstream`, \
          `next_upstream_tries`, `next_upstream_timeout`, `retry_non_idempotent`, `servers`, \
          `health_check`, `queue`, `slow_start`, `first_byte_timeout`, `hash_balance_factor`, \
-         `prompt_prefix`, `load_feedback`"
+         `hash_balance_slack`, `prompt_prefix`, `load_feedback`"
     );
 }
 

@@ -502,3 +502,49 @@ fn several_group_errors_are_all_reported() {
         ]
     );
 }
+
+#[test]
+fn hash_balance_slack_adds_to_a_factor_and_needs_one() {
+    let bound = |upstream: &str| ok(&config("", upstream)).groups[0].peers.balance_bound();
+    let factor = "balance = \"prompt\"\nhash_balance_factor = 150";
+    assert_eq!(bound(factor), (150, 0));
+    assert_eq!(
+        bound(&format!("{factor}\nhash_balance_slack = 8")),
+        (150, 8)
+    );
+    assert_eq!(
+        bound(&format!("{factor}\nhash_balance_slack = 0")),
+        (150, 0)
+    );
+    for balance in ["ip_hash", "hash\"\nhash_key = \"$uri"] {
+        let text =
+            format!("balance = \"{balance}\"\nhash_balance_factor = 125\nhash_balance_slack = 3");
+        assert_eq!(bound(&text), (125, 3));
+    }
+    let key = "upstreams.u.hash_balance_slack";
+    for (value, message) in [
+        ("-1", "between 0 and 100000"),
+        ("100001", "between 0 and 100000"),
+    ] {
+        let text = config("", &format!("{factor}\nhash_balance_slack = {value}"));
+        assert_error(&text, 9, key, message);
+    }
+    for value in ["1.5", "\"8\"", "99999999999999999999"] {
+        let text = config("", &format!("{factor}\nhash_balance_slack = {value}"));
+        let e = &errors(&text)[0];
+        assert_eq!(e.line, 9, "{e}");
+        assert!(e.to_string().contains("hash_balance_slack"), "{e}");
+    }
+    // No factor, or a factor of 0: nothing to add to.
+    let text = config("", "balance = \"prompt\"\nhash_balance_slack = 8");
+    assert_error(&text, 8, key, "`hash_balance_factor`, which is not set");
+    let text = config(
+        "",
+        &format!(
+            "balance = \"hash\"\nhash_key = \"$uri\"\nhash_balance_factor = 0\nhash_balance_slack = 8"
+        ),
+    );
+    assert_error(&text, 10, key, "`hash_balance_factor`, which is not set");
+    let text = config("", "balance = \"least_conn\"\nhash_balance_slack = 8");
+    assert_error(&text, 8, key, "`hash_balance_factor`, which is not set");
+}

@@ -74,6 +74,7 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
             .with_slow_start(slow_start)
             .with_queue(queue.is_some())
             .with_balance_factor(balance_factor(r, raw, &base, policy))
+            .with_balance_slack(balance_slack(r, raw, &base))
             .with_load_feedback(load_feedback.as_ref().map(|f| f.interval)),
         prompt_prefix: prompt_prefix(r, raw, &base, policy),
         first_byte_timeout,
@@ -152,6 +153,24 @@ fn balance_factor(r: &mut Report<'_, '_>, raw: &RawUpstream, base: &str, policy:
             0
         }
     }
+}
+
+/// `hash_balance_slack`: requests a server takes past the bound of `hash_balance_factor`.
+/// Without a factor there is no bound to add to, so a slack alone is an error rather than
+/// a setting that silently does nothing.
+/// (A factor that is itself wrong is reported once, as the factor's error.)
+fn balance_slack(r: &mut Report<'_, '_>, raw: &RawUpstream, base: &str) -> u32 {
+    let key = join(base, "hash_balance_slack");
+    let slack = r.int(&raw.hash_balance_slack, &key, 0, 0..=100_000) as u32;
+    let no_factor = (raw.hash_balance_factor.as_ref()).is_none_or(|f| *f.get_ref() == 0);
+    if let Some(value) = &raw.hash_balance_slack
+        && no_factor
+    {
+        let message = "adds to the bound of `hash_balance_factor`, which is not set (or 0)";
+        r.at(&value.span(), &key, message);
+        return 0;
+    }
+    slack
 }
 
 /// `prompt_prefix`: how many leading bytes of a bare `prompt` string form the key of
