@@ -25,6 +25,7 @@ mod health;
 mod import;
 mod lifecycle;
 mod llm_balance;
+mod llm_feedback;
 mod llm_sim;
 mod misbehaving;
 mod model_routes;
