@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::admin::scrape;
 use crate::support::llm::{LlmSim, chat_body, post};
 use crate::support::*;
 
@@ -38,8 +39,8 @@ fn counts(sims: &[LlmSim]) -> Vec<(u64, u64)> {
 }
 
 /// The first server holds four (two running, two waiting) from another client; then the
-/// two processes take turns sending six, three poll intervals apart. Returns each
-/// server's (waiting, running) at the end.
+/// two processes take turns sending six (with feedback, each after both have polled the
+/// last). Returns each server's (waiting, running) at the end.
 fn fleet_after_six(driver: &str, feedback: &str) -> Vec<(u64, u64)> {
     let sims: Vec<LlmSim> = (0..3).map(|_| LlmSim::start(&SIM)).collect();
     let list: Vec<String> = sims.iter().map(|s| server(s.addr, "")).collect();
@@ -47,12 +48,35 @@ fn fleet_after_six(driver: &str, feedback: &str) -> Vec<(u64, u64)> {
     if !feedback.is_empty() {
         upstream.push_str(&format!("\nload_feedback = {{ {feedback} }}"));
     }
-    let text = config("", &upstream, &list);
+    let text = format!(
+        "[admin]\nbind = \"$BIND2\"\n\n{}",
+        config("", &upstream, &list)
+    );
     let proxies = [Proxy::start(driver, &text), Proxy::start(driver, &text)];
     let total = |sims: &[LlmSim]| counts(sims).iter().map(|(w, r)| w + r).sum::<u64>();
+    // With feedback, the next request is sent only once both processes have polled what
+    // every server holds now (however late the prober runs on a loaded machine).
+    let polled = |sims: &[LlmSim]| {
+        let want: Vec<String> = sims
+            .iter()
+            .zip(counts(sims))
+            .map(|(sim, (w, r))| {
+                format!(
+                    "ringway_upstream_reported_load{{upstream=\"u\",server=\"{}\"}} {}\n",
+                    sim.addr,
+                    w + r
+                )
+            })
+            .collect();
+        feedback.is_empty()
+            || proxies.iter().all(|p| {
+                let page = scrape(p.bind("$BIND2"));
+                want.iter().all(|line| page.contains(line.as_str()))
+            })
+    };
     let mut clients: Vec<Client> = (0..4).map(|_| hold(sims[0].addr)).collect();
     assert!(wait_until(WAIT, || counts(&sims)[0] == (2, 2)));
-    std::thread::sleep(Duration::from_millis(350));
+    assert!(wait_until(WAIT, || polled(&sims)), "never polled");
     for i in 0..6 {
         clients.push(hold(proxies[i % 2].addr));
         assert!(
@@ -60,8 +84,7 @@ fn fleet_after_six(driver: &str, feedback: &str) -> Vec<(u64, u64)> {
             "{:?}",
             counts(&sims)
         );
-        // Three poll intervals: both processes have polled since this one started.
-        std::thread::sleep(Duration::from_millis(350));
+        assert!(wait_until(WAIT, || polled(&sims)), "never polled");
     }
     let end = counts(&sims);
     drop(clients);
