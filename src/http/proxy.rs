@@ -378,7 +378,18 @@ async fn read_head(
         }
         // The caller's `now` is fresh enough for the first read; later ones read the clock.
         let at = fresh_now.take().unwrap_or_else(Instant::now);
-        let left = deadline.saturating_duration_since(at);
+        let mut left = deadline.saturating_duration_since(at);
+        // A head stopped part-way waits without a read buffer (see `http::scratch`).
+        if conn.park_head(worker) {
+            match readable_within(&conn.stream, left).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(HeadWait::Reject(408));
+                }
+                Err(_) => return Err(HeadWait::Closed),
+            }
+            left = deadline.saturating_duration_since(Instant::now());
+        }
         conn.take_scratch(worker);
         match conn
             .inbound

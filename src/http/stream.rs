@@ -220,7 +220,16 @@ impl RequestBodyState {
     ) -> Result<(), StreamError> {
         while !self.complete {
             if inbound.is_empty() {
-                match either_readable(client, upstream, spec.client_body_timeout).await {
+                // Bytes (or the end) already waiting are read at once; only a client that
+                // has nothing yet is waited for together with the server (a readiness wait
+                // costs more than the read, and uploads read many times).
+                let ready = match peek(client) {
+                    Peeked::Nothing => {
+                        either_readable(client, upstream, spec.client_body_timeout).await
+                    }
+                    _ => Readable::Client,
+                };
+                match ready {
                     Readable::Client => fill_client(client, inbound, spec.client_body_timeout)
                         .await
                         .map_err(StreamError::Client)?,
