@@ -540,9 +540,7 @@ fn hash_balance_slack_adds_to_a_factor_and_needs_one() {
     assert_error(&text, 8, key, "`hash_balance_factor`, which is not set");
     let text = config(
         "",
-        &format!(
-            "balance = \"hash\"\nhash_key = \"$uri\"\nhash_balance_factor = 0\nhash_balance_slack = 8"
-        ),
+        "balance = \"hash\"\nhash_key = \"$uri\"\nhash_balance_factor = 0\nhash_balance_slack = 8",
     );
     assert_error(&text, 10, key, "`hash_balance_factor`, which is not set");
     let text = config("", "balance = \"least_conn\"\nhash_balance_slack = 8");
