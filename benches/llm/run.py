@@ -12,10 +12,15 @@ previous answer after a think time; streamed and whole answers mixed) through:
 Per policy: time to first token p50/p99 (streamed requests: the first `data:` event;
 whole answers have no first token to see), end-to-end p99 (all requests), completed
 requests per second, the fleet's prefix cache hit rate (from the simulators' /metrics) and
-the busiest server's share of the requests. The simulators are restarted for every policy
-(empty caches, zeroed counters).
+the busiest server's share of the requests, the share of follow-up turns that went to
+another server than the turn before; and where time to first token went (mean over the
+streamed requests and over the slowest 2%): waiting for a slot, waiting for the prefill
+engine, the request's own prefill, the rest (proxy, network, event loops), from the
+`ringway_sim` timings the simulator puts in each answer. The simulators are restarted for
+every policy (empty caches, zeroed counters).
 
     python3 benches/llm/run.py [--ringway target/release/ringway] [--conversations 200]
+        [--only "nginx least_conn,prompt"] [--factor 150]
 
 Needs python3 (standard library only); nginx and haproxy are run if installed (apt-get
 install -y nginx haproxy), else their rows say so. A ringway policy that `ringway -t`
@@ -113,7 +118,7 @@ def uncached_bytes_with_shared_system(system, convs):
 # ---------------------------------------------------------------- the client
 
 class Result:
-    __slots__ = ("ok", "stream", "ttft", "e2e", "backend", "status", "error")
+    __slots__ = ("ok", "stream", "ttft", "e2e", "backend", "status", "error", "sim", "conv")
 
 
 async def read_head(reader):
@@ -132,6 +137,7 @@ async def one_request(port, conv_id, messages, turn):
     """One request on a fresh connection; returns (Result, the assistant's text)."""
     r = Result()
     r.stream, r.ok, r.ttft, r.backend, r.error = turn["stream"], False, None, None, None
+    r.sim = None
     body = json.dumps({
         "model": "ringway-sim", "messages": messages, "stream": turn["stream"],
         "max_tokens": turn["max_tokens"],
@@ -160,14 +166,18 @@ async def one_request(port, conv_id, messages, turn):
                 data += chunk[:-2]
             for event in data.decode().split("\n\n"):
                 if event.startswith("data: {"):
-                    choice = (json.loads(event[6:]).get("choices") or [{}])[0]
+                    value = json.loads(event[6:])
+                    r.sim = value.get("ringway_sim") or r.sim
+                    choice = (value.get("choices") or [{}])[0]
                     reply += choice.get("delta", {}).get("content") or ""
             r.ok = status == 200 and data.endswith(b"data: [DONE]\n\n")
         else:
             n = int(headers.get("content-length", "0"))
             data = await reader.readexactly(n)
             if status == 200:
-                reply = json.loads(data)["choices"][0]["message"]["content"]
+                value = json.loads(data)
+                r.sim = value.get("ringway_sim")
+                reply = value["choices"][0]["message"]["content"]
                 r.ok = True
         writer.close()
     except (OSError, asyncio.IncompleteReadError, ValueError, KeyError) as e:
@@ -184,6 +194,7 @@ async def conversation(port, system, conv, t0, results):
     for turn in conv["turns"]:
         messages.append({"role": "user", "content": turn["user"]})
         r, reply = await one_request(port, conv["id"], messages, turn)
+        r.conv = conv["id"]
         results.append(r)
         if not r.ok:
             return  # a failed turn ends the conversation, as a user would give up
@@ -249,10 +260,10 @@ def metrics(port):
     return values
 
 
-def ringway_conf(policy, listen, backends, work):
+def ringway_conf(policy, listen, backends, work, factor=150):
     servers = ",\n".join(f'  {{ addr = "{HOST}:{b}" }}' for b in backends)
     # As in config/llm-fleet.toml: no server above 1.5x the mean load.
-    factor = "hash_balance_factor = 150\n" if policy == "prompt" else ""
+    factor = f"hash_balance_factor = {factor}\n" if policy == "prompt" else ""
     return f"""[runtime]
 workers = 1
 pin_workers = false
@@ -290,6 +301,9 @@ http {{
     client_body_temp_path {work}/nginx-body;
     proxy_temp_path {work}/nginx-proxy;
     client_max_body_size 16m;
+    # Keep request bodies in memory (prompts can pass nginx's 16k default, and its worker
+    # user cannot write to this run's private temp dir).
+    client_body_buffer_size 16m;
     upstream llm {{
         {method};
 {servers}
@@ -340,16 +354,16 @@ POLICIES = [
     ("HAProxy leastconn", "haproxy", "leastconn", ""),
     ("ringway least_conn", "ringway", "least_conn", ""),
     ("ringway least_time", "ringway", "least_time", ""),
-    ("ringway prompt", "ringway", "prompt", "hash_balance_factor = 150"),
+    ("ringway prompt", "ringway", "prompt", ""),  # the note names --factor
 ]
 
 
-def start_proxy(kind, arg, listen, backends, work, ringway):
+def start_proxy(kind, arg, listen, backends, work, ringway, factor):
     """Starts the proxy; returns (process, None) or (None, why not)."""
     if kind == "ringway":
         path = os.path.join(work, f"ringway-{arg}.toml")
         with open(path, "w") as f:
-            f.write(ringway_conf(arg, listen, backends, work))
+            f.write(ringway_conf(arg, listen, backends, work, factor))
         check = subprocess.run([ringway, "-t", "-c", path], capture_output=True, text=True)
         if check.returncode != 0:
             return None, "not available in this build"
@@ -392,7 +406,7 @@ def run_policy(name, kind, arg, args, system, convs, sim_flags, work):
             if not wait_port(p, s):
                 sys.exit(f"the simulator on {p} did not start")
         (listen,) = free_ports(1)
-        proxy, why = start_proxy(kind, arg, listen, sim_ports, work, args.ringway)
+        proxy, why = start_proxy(kind, arg, listen, sim_ports, work, args.ringway, args.factor)
         if proxy is None:
             return {"name": name, "skipped": why}
         try:
@@ -422,7 +436,43 @@ def run_policy(name, kind, arg, args, system, convs, sim_flags, work):
         "rps": len(ok) / elapsed,
         "hit": hits / queries if queries else float("nan"),
         "top_share": max(per_server.values()) / len(ok) if ok else float("nan"),
+        "moved": moved(ok),
+        "breakdown": breakdown([r for r in ok if r.stream]),
     }
+
+
+def moved(ok):
+    """The share of follow-up turns served by another server than the turn before (each
+    one prefills the conversation's history again)."""
+    last, follow, moves = {}, 0, 0
+    for r in ok:  # in completion order, which is turn order within a conversation
+        if r.conv in last:
+            follow += 1
+            moves += r.backend != last[r.conv]
+        last[r.conv] = r.backend
+    return moves / follow if follow else float("nan")
+
+
+def breakdown(streamed):
+    """Where time to first token went (the simulators' `ringway_sim` timings), in ms: the
+    mean over every streamed request and over the slowest 2% (the p99's neighbourhood).
+    queued = in the server's queue for a batch slot; prefill wait = holding a slot behind
+    other prompts' prefill; prefill = its own uncached bytes; other = the rest (proxy,
+    network, the client's and the simulator's event loops)."""
+    timed = sorted((r for r in streamed if r.sim), key=lambda r: r.ttft)
+    out = {}
+    for name, part in (("all", timed), ("slowest 2%", timed[-max(1, len(timed) // 50):])):
+        if not part:
+            continue
+        n = len(part)
+        q = sum(r.sim["queued_us"] for r in part) / n / 1000
+        w = sum(r.sim["prefill_wait_us"] for r in part) / n / 1000
+        p = sum(r.sim["prefill_us"] for r in part) / n / 1000
+        t = sum(r.ttft for r in part) / n * 1000
+        out[name] = {"ttft": round(t, 1), "queued": round(q, 1), "prefill_wait": round(w, 1),
+                     "prefill": round(p, 1), "other": round(t - q - w - p, 1),
+                     "uncached_kb": round(sum(r.sim["uncached_bytes"] for r in part) / n / 1024, 1)}
+    return out
 
 
 def main():
@@ -436,7 +486,11 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--decode-ms-per-token", type=float, default=4.0)
     ap.add_argument("--slots", type=int, default=16)
-    ap.add_argument("--only", help="run only the policies whose name contains this")
+    ap.add_argument("--factor", type=int, default=150,
+                    help="prompt's hash_balance_factor (150 as in config/llm-fleet.toml; "
+                    "other values only to see what the bound costs)")
+    ap.add_argument("--only", help="run only the policies whose name contains one of these "
+                    "comma-separated words")
     args = ap.parse_args()
 
     system, convs = make_trace(args.seed, args.conversations, args.span)
@@ -456,10 +510,10 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory(prefix="ringway-llm-bench-") as work:
         for name, kind, arg, note in POLICIES:
-            if args.only and args.only not in name:
+            if args.only and not any(w in name for w in args.only.split(",")):
                 continue
             row = run_policy(name, kind, arg, args, system, convs, sim_flags, work)
-            row["note"] = note
+            row["note"] = f"hash_balance_factor = {args.factor}" if arg == "prompt" else note
             rows.append(row)
             print(json.dumps(row), flush=True)
     report(rows)
@@ -469,17 +523,35 @@ def report(rows):
     base = next((r for r in rows if r["name"] == "nginx least_conn" and "skipped" not in r), None)
     print()
     print("| policy | TTFT p50 | TTFT p99 | end-to-end p99 | completed/s | prefix cache hits "
-          "| busiest server | failed |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| busiest server | turns moved | failed |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         name = r["name"] + (f" ({r['note']})" if r["note"] else "")
         if "skipped" in r:
-            print(f"| {name} | {r['skipped']} | | | | | | |")
+            print(f"| {name} | {r['skipped']} | | | | | | | |")
             continue
         ratio = f" ({r['ttft99'] / base['ttft99']:.2f}x)" if base else ""
         print(f"| {name} | {r['ttft50'] * 1000:.0f} ms | {r['ttft99'] * 1000:.0f} ms{ratio} "
               f"| {r['e2e99'] * 1000:.0f} ms | {r['rps']:.1f} | {r['hit'] * 100:.0f}% "
-              f"| {r['top_share'] * 100:.0f}% | {r['failed']} |")
+              f"| {r['top_share'] * 100:.0f}% | {r['moved'] * 100:.0f}% | {r['failed']} |")
+    print()
+    print("Where time to first token went (ms; mean over streamed requests, and over the "
+          "slowest 2%): queued for a slot / waiting for the prefill engine / own prefill "
+          "/ other (proxy, network, event loops); mean uncached prompt")
+    print()
+    print("| policy | all: ttft = queued + prefill wait + prefill + other (uncached) "
+          "| slowest 2%: ttft = queued + prefill wait + prefill + other (uncached) |")
+    print("|---|---|---|")
+    for r in rows:
+        if "skipped" in r:
+            continue
+        cells = []
+        for part in ("all", "slowest 2%"):
+            b = r["breakdown"].get(part)
+            cells.append(f"{b['ttft']:.0f} = {b['queued']:.0f} + {b['prefill_wait']:.0f} + "
+                         f"{b['prefill']:.0f} + {b['other']:.0f} ({b['uncached_kb']:.1f} KB)"
+                         if b else "-")
+        print(f"| {r['name']} | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@
 //! stay together) or all sixteen of an IPv6 one, mapped onto the primaries by weight. The same
 //! arithmetic as nginx, so a configuration moved from nginx keeps its client-to-server
 //! mapping. An IPv4-mapped IPv6 address (a dual-stack listener) counts as its IPv4 address. An
-//! unusable choice is rehashed, up to 20 times, then round robin decides (as nginx does).
+//! unusable choice is rehashed, up to 20 times, then round robin decides (as nginx does), or
+//! with a `hash_balance_factor`, a walk through the primaries that keeps within the bound.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -180,7 +181,10 @@ fn point_hash(addr: SocketAddr, twin: u32, point: u32) -> u64 {
 
 /// `hash_balance_factor` (consistent hashing with bounded loads, Mirrokni et al.): a server
 /// takes a new request only while its load is below `factor`% of its weighted share of
-/// (all load + 1), rounded up. Measured once per pick, over the available primaries.
+/// (all load + 1), rounded up. Measured once per pick, over the primaries that can take a
+/// request now: not down or failed, and not marked busy by their own `Retry-After` (a busy
+/// server takes nothing until its mark ends, so counting its weight would shrink every
+/// other server's share and spill keys off servers that have room).
 pub(super) struct Bound {
     /// `factor` × (the load of every available primary + 1).
     scaled_total: u64,
@@ -196,7 +200,7 @@ impl Bound {
         }
         let (mut load, mut weights) = (0u64, 0u64);
         for &idx in peers.primaries.iter() {
-            if peers.available(idx as usize, now_ms) {
+            if peers.available(idx as usize, now_ms) && peers.busy_ms(idx as usize, now_ms) == 0 {
                 load += u64::from(peers.load(idx as usize, now_ms));
                 weights += peers.weight(idx as usize, now_ms);
             }
@@ -276,7 +280,12 @@ pub(super) fn ring_pick(
     over
 }
 
-/// nginx's ip_hash over `key` (see [`ip_hash_key`]), weighted over the primaries.
+/// nginx's ip_hash over `key` (see [`ip_hash_key`]), weighted over the primaries: the
+/// choice is rehashed while it cannot be used, up to [`IP_HASH_TRIES`] times. Then, without
+/// a `hash_balance_factor`, round robin decides, as in nginx; with one, the walk goes on
+/// through the primaries in list order from the key's first choice, so the key still has
+/// one stable order of servers and no server is taken past its bound while another has
+/// room (round robin would ignore the bound).
 pub(super) fn ip_hash_pick(
     peers: &Peers,
     current: &mut [i64],
@@ -287,6 +296,12 @@ pub(super) fn ip_hash_pick(
 ) -> Option<usize> {
     let total = peers.cumulative.last().copied().unwrap_or(0);
     let bound = Bound::measure(peers, now_ms);
+    let room = |idx: usize| {
+        bound
+            .as_ref()
+            .is_none_or(|b| b.has_room(peers, idx, now_ms))
+    };
+    let mut first = None;
     if total > 0 {
         let mut hash: u32 = 89;
         for _ in 0..IP_HASH_TRIES {
@@ -298,21 +313,47 @@ pub(super) fn ip_hash_pick(
             let Some(&idx) = peers.primaries.get(nth) else {
                 break;
             };
+            first.get_or_insert(nth);
             match peers.fit(idx as usize, tried, now_ms) {
-                Fit::Usable
-                    if bound
-                        .as_ref()
-                        .is_none_or(|b| b.has_room(peers, idx as usize, now_ms)) =>
-                {
-                    return Some(idx as usize);
-                }
+                Fit::Usable if room(idx as usize) => return Some(idx as usize),
                 // Over its bound: rehash, as for a server that cannot be used.
                 Fit::Usable | Fit::Out => {}
                 Fit::Capped => *busy = true,
             }
         }
     }
-    round_robin::pick(peers, &peers.primaries, current, tried, now_ms, busy)
+    match (&bound, first) {
+        (Some(_), Some(first)) => bounded_walk(peers, first, tried, now_ms, busy, room),
+        _ => round_robin::pick(peers, &peers.primaries, current, tried, now_ms, busy),
+    }
+}
+
+/// The primaries from the `first`-th on, wrapping: the first usable one with room, else
+/// the first usable one over its bound (every one is: loads moved since it was measured).
+fn bounded_walk(
+    peers: &Peers,
+    first: usize,
+    tried: &Tried,
+    now_ms: u64,
+    busy: &mut bool,
+    room: impl Fn(usize) -> bool,
+) -> Option<usize> {
+    let count = peers.primaries.len();
+    let mut over = None;
+    for step in 0..count {
+        let Some(&idx) = peers.primaries.get((first + step) % count) else {
+            break;
+        };
+        match peers.fit(idx as usize, tried, now_ms) {
+            Fit::Usable if room(idx as usize) => return Some(idx as usize),
+            Fit::Usable => {
+                over.get_or_insert(idx as usize);
+            }
+            Fit::Capped => *busy = true,
+            Fit::Out => {}
+        }
+    }
+    over
 }
 
 #[cfg(test)]
@@ -602,6 +643,77 @@ mod tests {
         );
         let bounded = flood(Policy::IpHash, 125, ip, 20);
         assert!(bounded.iter().all(|&n| n <= 7), "{bounded:?}");
+    }
+
+    #[test]
+    fn bounded_ip_hash_walks_on_to_the_server_with_room_after_its_rehashes() {
+        // 64 servers: nginx's 20 rehashes of one key reach at most 20 of them.
+        let peers = group(Policy::IpHash, (1..=64).map(|p| server_at(p, 1)).collect())
+            .with_balance_factor(100);
+        let key = [10u8, 1, 2];
+        let mut reached = HashSet::new();
+        let mut hash: u32 = 89;
+        for _ in 0..IP_HASH_TRIES {
+            for &byte in &key {
+                hash = (hash * 113 + u32::from(byte)) % 6271;
+            }
+            reached.insert(hash as usize % 64);
+        }
+        let free = (0..64).find(|idx| !reached.contains(idx)).unwrap();
+        // Every other server is at its bound: ceil(1.0 x (126 + 1) / 64) = 2.
+        for idx in (0..64).filter(|&idx| idx != free) {
+            peers.begin(idx);
+            peers.begin(idx);
+        }
+        let ip = v4(10, 1, 2, 200);
+        for seed in [0, 7, 33] {
+            let mut cursor = LocalCursor::new(&peers, seed);
+            assert_eq!(pick(&peers, &mut cursor, ip), free, "seed {seed}");
+        }
+        // Once every server is full, the key still gets one answer whatever the cursor:
+        // the first server of its walk.
+        peers.begin(free);
+        peers.begin(free);
+        let mut answers = HashSet::new();
+        for seed in [0, 7, 33] {
+            let mut cursor = LocalCursor::new(&peers, seed);
+            answers.insert(pick(&peers, &mut cursor, ip));
+        }
+        assert_eq!(answers.len(), 1, "{answers:?}");
+        // Without a bound, nginx's round robin fallback is kept.
+        let plain = group(Policy::IpHash, (1..=64).map(|p| server_at(p, 1)).collect());
+        let mut all_tried = Tried::default();
+        for idx in reached.iter().copied() {
+            all_tried.insert(idx);
+        }
+        let mut cursor = LocalCursor::new(&plain, 0);
+        let Pick::Server(idx) = plain.pick(&mut cursor, ip, &all_tried, 1) else {
+            panic!("no server");
+        };
+        assert!(!reached.contains(&idx));
+    }
+
+    #[test]
+    fn busy_servers_are_out_of_the_bound_as_if_they_were_not_listed() {
+        // Ports 2 and 4 busy: a flood spreads over 1 and 3 exactly as in a group of those two.
+        for policy in [Policy::Hash, Policy::Prompt] {
+            let key = PickKey::Bytes(b"one conversation");
+            let peers = group(policy, servers(&[1, 2, 3, 4])).with_balance_factor(150);
+            peers.mark_busy(1, 1, 60_000);
+            peers.mark_busy(3, 1, 60_000);
+            let pair = group(policy, servers(&[1, 3])).with_balance_factor(150);
+            let (mut c4, mut c2) = (LocalCursor::new(&peers, 0), LocalCursor::new(&pair, 0));
+            for _ in 0..12 {
+                let got = pick(&peers, &mut c4, key);
+                let want = pick(&pair, &mut c2, key);
+                assert_eq!(peers.servers()[got].addr, pair.servers()[want].addr);
+                peers.begin(got);
+                pair.begin(want);
+            }
+            // Both took a share: ceil(1.5 x 12 / 2) = 9 at most on the key's own server.
+            let loads = [peers.active(0), peers.active(2)];
+            assert!(loads.iter().all(|&n| (3..=9).contains(&n)), "{loads:?}");
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ use crate::upstream::pool::Pooled;
 use crate::worker::{LocalSnapshot, Worker};
 
 /// Largest response head accepted from a server.
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
 /// How a request ended, as far as the client connection is concerned.
 pub enum Outcome {
@@ -546,15 +546,21 @@ async fn attempt(
                 ),
             }
         }
+        let discardable = !whole && body.discardable();
         if !whole {
             crate::info!(
                 "{}: {addr} answered {} before the whole request body was sent; \
-                 the rest is not sent, and neither connection is kept",
+                 the rest is not sent, the server connection is not kept, and the client's \
+                 is kept only if the rest of its body is dropped in time",
                 vars.peer,
                 resp.status
             );
         }
-        let sent = Sent { keep_alive, whole };
+        let sent = Sent {
+            keep_alive,
+            whole,
+            discardable,
+        };
         return Ok(respond(worker, spec, group, active, up, conn, vars, resp, sent).await);
     }
 }
@@ -718,6 +724,7 @@ async fn send_request(
             &mut conn.stream,
             &mut conn.inbound,
             &mut up.stream,
+            &mut conn.up_in,
             spec,
             group.send_timeout,
         )
@@ -781,6 +788,9 @@ struct Sent {
     /// The whole request body went to the server (else it answered early and the rest of
     /// the body is still with the client).
     whole: bool,
+    /// Not `whole`, but the rest is small enough to be read and dropped after the response
+    /// (`RequestBodyState::discard`): the response may then keep the client connection.
+    discardable: bool,
 }
 
 /// Sends the response head and streams the body down; checks the connection back in when
@@ -799,9 +809,10 @@ async fn respond(
 ) -> Outcome {
     let client_version = vars.head.version;
     let upgrade = resp.status == 101;
-    // The client's connection stays in step only if its whole body was read; the server's
-    // only if it got the whole body.
-    let (keep_alive, whole) = (sent.keep_alive && sent.whole, sent.whole);
+    // The client's connection stays in step only if its whole body is read (now, or by
+    // dropping the rest after the response); the server's only if it got the whole body.
+    let whole = sent.whole;
+    let keep_alive = sent.keep_alive && (whole || sent.discardable);
     if upgrade && (!vars.head.upgrade || !whole) {
         return Outcome::Error {
             status: 502,
@@ -912,6 +923,7 @@ async fn respond(
         Ok(end) => {
             let reusable = end == CopyEnd::Complete
                 && whole
+                && !may_not_have_read_the_body(vars, &resp)
                 && resp.keep_alive
                 && conn.up_in.is_empty()
                 && up.requests < group.keepalive_requests;
@@ -962,6 +974,23 @@ async fn respond(
         }
         Err(CopyError::Client(_)) => Outcome::Aborted,
     }
+}
+
+/// A server that refuses a request with a body (401, 413, a 5xx...) often answers from the
+/// head alone and never reads the body, even when every byte of it went out with the head
+/// in one write, where no early answer can be seen. Kept alive, it would then read that
+/// body as the start of its next request, and the next request sent on the connection
+/// would be framed by the body's bytes: one client's answer could go to another. A fresh
+/// connection costs one connect, so such a connection is not pooled (nginx, which pools
+/// it, trusts the server to discard the body). A 2xx or 3xx is taken to mean the request
+/// was read: a server that answers that without reading the body cannot be told apart.
+fn may_not_have_read_the_body(vars: &RequestVars<'_>, resp: &ResponseHead) -> bool {
+    use crate::http::head::RequestBody;
+    let has_body = matches!(
+        vars.head.body,
+        RequestBody::Chunked | RequestBody::Length(1..)
+    );
+    has_body && resp.status >= 400
 }
 
 /// How the body arrives from the server and how it goes to this client.

@@ -31,6 +31,11 @@ impl Inbound {
         Inbound { buf, pos: 0 }
     }
 
+    /// An inbound whose pending bytes are all of `buf` (a parked head, see `http::scratch`).
+    pub fn with_bytes(buf: Vec<u8>) -> Inbound {
+        Inbound { buf, pos: 0 }
+    }
+
     /// Gives the buffer back (for reuse elsewhere), leaving this one empty.
     pub fn take_vec(&mut self) -> Vec<u8> {
         self.pos = 0;

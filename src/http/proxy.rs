@@ -300,6 +300,28 @@ async fn linger(conn: &mut Downstream) {
     }
 }
 
+/// Reads and drops the rest of a body whose request was answered early with keep-alive
+/// (nginx's discarded body): the connection serves its next request only if the rest,
+/// at most `DISCARD_BYTES`, arrives within [`LINGER_TIME`].
+async fn discard_rest(
+    conn: &mut Downstream,
+    spec: &Listener,
+    body: &mut RequestBodyState,
+) -> After {
+    let deadline = Instant::now() + LINGER_TIME;
+    match body
+        .discard(&mut conn.stream, &mut conn.inbound, spec, deadline)
+        .await
+    {
+        Ok(()) => After::KeepAlive,
+        Err(ClientBodyError::TooLarge | ClientBodyError::Malformed) => After::Linger,
+        Err(e) => {
+            crate::debug!("{}: rest of an early-answered body: {e:?}", conn.peer);
+            After::Close
+        }
+    }
+}
+
 /// Makes the close of `stream` a reset: a client reading a body until the connection ends
 /// (an HTTP/1.0 client, a close-delimited response) then sees an error, not an end.
 fn reset_on_close(stream: &TcpStream) {
@@ -356,7 +378,18 @@ async fn read_head(
         }
         // The caller's `now` is fresh enough for the first read; later ones read the clock.
         let at = fresh_now.take().unwrap_or_else(Instant::now);
-        let left = deadline.saturating_duration_since(at);
+        let mut left = deadline.saturating_duration_since(at);
+        // A head stopped part-way waits without a read buffer (see `http::scratch`).
+        if conn.park_head(worker) {
+            match readable_within(&conn.stream, left).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(HeadWait::Reject(408));
+                }
+                Err(_) => return Err(HeadWait::Closed),
+            }
+            left = deadline.saturating_duration_since(Instant::now());
+        }
         conn.take_scratch(worker);
         match conn
             .inbound
@@ -497,9 +530,11 @@ async fn handle(
             After::Close
         }
     };
-    // Body bytes the client may still send must never be read as a request: the
-    // connection closes, after draining them for a while.
+    // Body bytes the client may still send must never be read as a request: they are
+    // read and dropped through the body's framing, or the connection closes after
+    // draining them for a while.
     let after = match after {
+        After::KeepAlive if !body.complete => discard_rest(conn, spec, &mut body).await,
         After::Close if !body.complete => After::Linger,
         after => after,
     };
@@ -597,10 +632,13 @@ async fn proxy(
         Outcome::Error { status, close } => (status, close, None),
         Outcome::Refused { retry_after } => (503, false, Some(retry_after)),
     };
-    // The request stream is intact only if the whole body was read, and nothing read past
-    // it was lost.
-    let close =
-        close || !body.complete || body.input_lost || !keep_alive || worker.must_close(spec.bind);
+    // The request stream is intact only if the whole body is read (now, or by dropping
+    // the rest after this answer), and nothing read past it was lost.
+    let close = close
+        || (!body.complete && !body.discardable())
+        || body.input_lost
+        || !keep_alive
+        || worker.must_close(spec.bind);
     vars.status = status;
     vars.body_bytes_sent = send_error_with(conn, status, close, head_only, retry_after).await;
     if close {

@@ -7,6 +7,12 @@
 //! cost, as with nginx, which frees a keep-alive connection's request pool and buffers in
 //! the same way (`ngx_http_set_keepalive`). A busy worker reuses the same few scratch sets,
 //! so lending is a `Vec` pop and push, not an allocation.
+//!
+//! A head that stops part-way (a slow client, a slowloris attack) is parked while it waits
+//! for its next bytes: they move to a `Vec` of their own size and the scratch set goes
+//! back, so such a connection holds its few hundred bytes, not a 16 KiB read buffer (nginx
+//! starts a head in a 1 KiB `client_header_buffer_size` for the same reason). A head that
+//! arrives whole in one read, the usual case, is never parked and copies nothing.
 
 use crate::http::io::{Inbound, READ_CHUNK};
 use crate::http::proxy::Downstream;
@@ -20,6 +26,10 @@ const SPARE_SCRATCH: usize = 1024;
 const KEEP_READ_BUFFER: usize = 4 * READ_CHUNK;
 /// A head copy that grew beyond this is not kept.
 const KEEP_HEAD_BUFFER: usize = 16 * 1024;
+
+/// The largest partial head that is parked: beyond it the head keeps its read buffer (a
+/// head that long is about to need it, and copying it back and forth would cost more).
+pub const PARK_HEAD_UP_TO: usize = 2 * 1024;
 
 /// The per-request buffers of one connection.
 #[derive(Default)]
@@ -68,21 +78,51 @@ impl Worker {
 }
 
 impl Downstream {
-    /// Whether the connection holds a scratch set (it has a read buffer).
+    /// Whether the connection holds a scratch set (a full-size read buffer: not none, not
+    /// a parked head's).
     pub fn has_scratch(&self) -> bool {
-        self.inbound.capacity() > 0
+        self.inbound.capacity() >= READ_CHUNK
     }
 
-    /// Takes a scratch set from the worker before reading (no-op if one is held).
+    /// Takes a scratch set from the worker before reading (no-op if one is held); bytes
+    /// already read (a parked head) move into its read buffer.
     pub fn take_scratch(&mut self, worker: &Worker) {
         if self.has_scratch() {
             return;
         }
-        let s = worker.lend_scratch();
-        self.inbound = Inbound::from_vec(s.read);
+        let mut s = worker.lend_scratch();
+        s.read.clear();
+        s.read.extend_from_slice(self.inbound.pending());
+        self.inbound = Inbound::with_bytes(s.read);
         self.head_buf = s.head;
         self.key = s.key;
         self.tries = s.tries;
+    }
+
+    /// While a partial head waits for more bytes: when it is short and nothing more has
+    /// arrived yet, keeps its bytes in a `Vec` of their own size and gives the scratch set
+    /// back. Says whether it did (the caller then waits for readiness, holding no buffer).
+    pub fn park_head(&mut self, worker: &Worker) -> bool {
+        use crate::http::watch::{Peeked, peek};
+        let pending = self.inbound.pending();
+        if !self.has_scratch()
+            || pending.is_empty()
+            || pending.len() > PARK_HEAD_UP_TO
+            || !matches!(peek(&self.stream), Peeked::Nothing)
+        {
+            return false;
+        }
+        let parked = pending.to_vec();
+        self.inbound.reset();
+        let s = Scratch {
+            read: self.inbound.take_vec(),
+            head: std::mem::take(&mut self.head_buf),
+            key: std::mem::take(&mut self.key),
+            tries: std::mem::take(&mut self.tries),
+        };
+        worker.return_scratch(s);
+        self.inbound = Inbound::with_bytes(parked);
+        true
     }
 
     /// Gives the scratch set back while the connection waits for its next request. Only an

@@ -8,9 +8,10 @@ use std::time::Duration;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
+use crate::http::attempt::MAX_RESPONSE_HEAD;
 use crate::http::body::{ChunkedDecoder, LAST_CHUNK, chunk_header};
 use crate::http::gzip::Encoder;
-use crate::http::head::RequestBody;
+use crate::http::head::{RequestBody, parse_response};
 use crate::http::io::{GATHER_FROM, Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::DownFraming;
 use crate::http::watch::{Peeked, peek, unless_client_leaves};
@@ -204,26 +205,55 @@ impl RequestBodyState {
     }
 
     /// Streams the rest of the body from the client to `upstream`, each read as soon as it
-    /// arrives, keeping the copy up to date.
+    /// arrives, keeping the copy up to date. While it waits for the client it also watches
+    /// the server: a final answer stops the body at once (see [`StreamError::EarlyResponse`]);
+    /// interim `1xx` heads (other than 101) are read into `up_in` and skipped, and the body
+    /// goes on, as the server still expects it.
     pub async fn stream_rest(
         &mut self,
         client: &mut TcpStream,
         inbound: &mut Inbound,
         upstream: &mut TcpStream,
+        up_in: &mut Inbound,
         spec: &Listener,
         send_timeout: Duration,
     ) -> Result<(), StreamError> {
         while !self.complete {
             if inbound.is_empty() {
-                fill_client(client, inbound, spec.client_body_timeout)
-                    .await
-                    .map_err(StreamError::Client)?;
+                // Bytes (or the end) already waiting are read at once; only a client that
+                // has nothing yet is waited for together with the server (a readiness wait
+                // costs more than the read, and uploads read many times).
+                let ready = match peek(client) {
+                    Peeked::Nothing => {
+                        either_readable(client, upstream, spec.client_body_timeout).await
+                    }
+                    _ => Readable::Client,
+                };
+                match ready {
+                    Readable::Client => fill_client(client, inbound, spec.client_body_timeout)
+                        .await
+                        .map_err(StreamError::Client)?,
+                    Readable::Upstream => {}
+                    Readable::Neither => return Err(StreamError::Client(ClientBodyError::Timeout)),
+                }
             }
             // A server that answers before it has the whole body may never read the rest,
-            // and would then take it for a request of its own: stop sending. (An end of
-            // stream is left to the write below, which fails and says so.)
-            if let Peeked::Data = peek(upstream) {
-                return Err(StreamError::EarlyResponse);
+            // and would then take it for a request of its own: stop sending.
+            match peek(upstream) {
+                Peeked::Data if !only_interim(upstream, up_in, send_timeout).await => {
+                    return Err(StreamError::EarlyResponse);
+                }
+                Peeked::Closed => {
+                    let e = io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "server closed before it had the whole body",
+                    );
+                    return Err(StreamError::Upstream(e));
+                }
+                _ => {}
+            }
+            if inbound.is_empty() {
+                continue;
             }
             let n = self
                 .take(inbound.pending(), spec.client_max_body_size)
@@ -243,6 +273,84 @@ impl RequestBodyState {
         }
         Ok(())
     }
+
+    /// Whether the rest of an unfinished body is small enough to read and drop after an
+    /// early answer, so that the connection can serve another request (see [`Self::discard`]).
+    /// A chunked body's size is unknown: it is tried, and cut at [`DISCARD_BYTES`].
+    pub fn discardable(&self) -> bool {
+        !self.input_lost
+            && match self.framing {
+                BodyFraming::Length { remaining } => remaining <= DISCARD_BYTES,
+                BodyFraming::Chunked(..) => true,
+            }
+    }
+
+    /// Reads the rest of the body from the client and drops it (nginx's discarded body),
+    /// through its own framing, so that what follows it is the next request and nothing of
+    /// the body is ever parsed as one. Fails when more than [`DISCARD_BYTES`] are left, the
+    /// framing breaks, the client leaves, or `deadline` passes first.
+    pub async fn discard(
+        &mut self,
+        client: &mut TcpStream,
+        inbound: &mut Inbound,
+        spec: &Listener,
+        deadline: std::time::Instant,
+    ) -> Result<(), ClientBodyError> {
+        let start = self.total;
+        loop {
+            let n = self.take(inbound.pending(), spec.client_max_body_size)?;
+            inbound.consume(n);
+            if self.complete {
+                return Ok(());
+            }
+            if self.total - start > DISCARD_BYTES {
+                return Err(ClientBodyError::TooLarge);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            fill_client(client, inbound, left).await?;
+        }
+    }
+}
+
+/// The most body bytes read and dropped after an early answer to keep the connection.
+pub const DISCARD_BYTES: u64 = 64 * 1024;
+
+/// Which side became readable first.
+enum Readable {
+    Client,
+    Upstream,
+    Neither,
+}
+
+/// Waits until the client or the server has bytes (or an end) to read, within `timeout`;
+/// nothing is read, so whichever wait loses loses nothing.
+async fn either_readable(client: &TcpStream, upstream: &TcpStream, timeout: Duration) -> Readable {
+    let both = async {
+        monoio::select! {
+            _ = client.readable(false) => Readable::Client,
+            _ = upstream.readable(false) => Readable::Upstream,
+        }
+    };
+    crate::timer::timeout(timeout, both)
+        .await
+        .unwrap_or(Readable::Neither)
+}
+
+/// Reads what the server sent into `up_in` and drops the interim `1xx` heads at its front
+/// (101 excepted: it switches protocols); says whether that was all. A final answer, a
+/// head not yet whole, or one that does not parse stays in `up_in` for the response
+/// reader, and the body stops.
+async fn only_interim(upstream: &mut TcpStream, up_in: &mut Inbound, timeout: Duration) -> bool {
+    if !matches!(up_in.fill(upstream, READ_CHUNK, timeout).await, Ok(1..)) {
+        return false;
+    }
+    while let Ok(Some(head)) = parse_response(up_in.pending(), false, MAX_RESPONSE_HEAD) {
+        if !(100..200).contains(&head.status) || head.status == 101 {
+            return false;
+        }
+        up_in.consume(head.len);
+    }
+    up_in.is_empty()
 }
 
 /// A failure while streaming, by side.

@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use super::batch::Timing;
+
 /// Largest `max_tokens` a request may ask for (a 128k-context model's whole window).
 pub const MAX_TOKENS_LIMIT: u64 = 131_072;
 
@@ -220,6 +222,20 @@ impl Usage {
             "total_tokens": self.prompt + self.completion,
         })
     }
+}
+
+/// Adds where the request's time to first token went to an answer (the finish chunk of a
+/// stream, or the whole answer), as `ringway_sim`: microseconds in the server's queue
+/// waiting for a slot, holding a slot waiting for the prefill engine, and prefilling, and
+/// the prompt bytes the prefix cache did not hold. Not in OpenAI's format (clients ignore
+/// unknown fields); `benches/llm` reads it to explain its percentiles.
+pub fn add_timing(v: &mut Value, t: &Timing) {
+    v["ringway_sim"] = json!({
+        "queued_us": t.slotted.saturating_sub(t.submitted),
+        "prefill_wait_us": t.prefill_start.saturating_sub(t.slotted),
+        "prefill_us": t.first.saturating_sub(t.prefill_start),
+        "uncached_bytes": t.uncached,
+    });
 }
 
 /// One SSE event: `data: {chunk}\n\n`.

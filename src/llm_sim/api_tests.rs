@@ -160,3 +160,22 @@ fn answers_are_the_same_words_for_every_request() {
     assert_eq!(text, "Hello from a simulated LLM server. The cache");
     assert_eq!(word(7 + 16), word(7));
 }
+
+#[test]
+fn timing_is_added_in_microseconds_per_phase() {
+    let mut v = serde_json::json!({"id": "x"});
+    let t = Timing {
+        submitted: 100,
+        slotted: 350,
+        prefill_start: 1_350,
+        first: 4_350,
+        uncached: 1_500,
+    };
+    add_timing(&mut v, &t);
+    assert_eq!(
+        v["ringway_sim"],
+        serde_json::json!({"queued_us": 250, "prefill_wait_us": 1000, "prefill_us": 3000,
+                           "uncached_bytes": 1500})
+    );
+    assert_eq!(v["id"], "x");
+}

@@ -59,6 +59,22 @@ struct Entry {
     hashes: Vec<u64>,
     tokens: u32,
     phase: Phase,
+    timing: Timing,
+}
+
+/// Where one request's time to first token went, on the engine's clock: what a benchmark
+/// needs to tell a queue from a cache miss (the answer carries it, see `api::timing`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Timing {
+    pub submitted: Micros,
+    /// Got a slot (left the server's queue).
+    pub slotted: Micros,
+    /// The prefill engine took it (after the prefills ahead of it).
+    pub prefill_start: Micros,
+    /// Its prefill ended: the first token.
+    pub first: Micros,
+    /// Prompt bytes the prefix cache did not hold.
+    pub uncached: u64,
 }
 
 /// What a request's connection needs to know at `now`.
@@ -75,6 +91,8 @@ pub struct View {
     pub next_at: Option<Micros>,
     /// When its last token comes out, once decoding.
     pub last_at: Option<Micros>,
+    /// Where its time went so far (complete once it decodes).
+    pub timing: Timing,
 }
 
 /// Running totals, as vLLM exports them.
@@ -140,6 +158,10 @@ impl Scheduler {
                 hashes: block_hashes(&job.prompt, self.block),
                 tokens: job.max_tokens.max(1),
                 phase: Phase::Waiting,
+                timing: Timing {
+                    submitted: now,
+                    ..Timing::default()
+                },
             },
         );
         self.stats.prompt_tokens += job.prompt.len().div_ceil(BYTES_PER_TOKEN) as u64;
@@ -229,6 +251,7 @@ impl Scheduler {
             done: matches!(entry.phase, Phase::Done { .. }),
             next_at,
             last_at,
+            timing: entry.timing,
         })
     }
 
@@ -284,6 +307,7 @@ impl Scheduler {
             };
             if let Some(entry) = self.entries.get_mut(&id) {
                 entry.phase = Phase::Queued;
+                entry.timing.slotted = self.now;
                 self.queued.push_back(id);
             }
         }
@@ -308,6 +332,8 @@ impl Scheduler {
         self.stats.cache_hits += (cached / BYTES_PER_TOKEN) as u64;
         let ends = self.now + (uncached * self.costs.prefill_ns_per_byte).div_ceil(1000);
         entry.phase = Phase::Prefill { ends };
+        entry.timing.prefill_start = self.now;
+        entry.timing.uncached = uncached;
         self.prefilling = Some(id);
     }
 
@@ -334,6 +360,7 @@ impl Scheduler {
             self.cache.insert(&entry.hashes);
             let last = at + u64::from(entry.tokens - 1) * self.costs.decode_us_per_token;
             entry.phase = Phase::Decode { first: at, last };
+            entry.timing.first = at;
             self.decoding.insert((last, id));
         }
     }

@@ -127,3 +127,25 @@ fn kv_usage_counts_what_running_requests_hold() {
     s.advance(1_000_000);
     assert_eq!(s.kv_usage(), 0.0);
 }
+
+#[test]
+fn timing_splits_the_wait_for_a_slot_the_wait_for_prefill_and_the_prefill() {
+    // Slots 2: a and b run at once (b's prefill waits for a's), c waits for a slot.
+    let mut s = Scheduler::new(COSTS, 2, 64, 100);
+    let a = s.submit(job(&[1; 100], 2), 0);
+    let b = s.submit(job(&[2; 50], 2), 0);
+    let c = s.submit(job(&[1; 130], 1), 5);
+    s.advance(10_000);
+    let mut t = |id| s.view(id, 10_000).unwrap().timing;
+    let ta = t(a);
+    assert_eq!((ta.slotted, ta.prefill_start, ta.first), (0, 0, 100));
+    assert_eq!(ta.uncached, 100);
+    let tb = t(b);
+    assert_eq!((tb.slotted, tb.prefill_start, tb.first), (0, 100, 150));
+    // a ends at 110 (tokens at 100, 110): c gets its slot then; a's first 64 bytes are
+    // cached (one whole block), so 66 bytes are prefilled.
+    let tc = t(c);
+    assert_eq!(tc.submitted, 5);
+    assert_eq!((tc.slotted, tc.prefill_start), (110, 150));
+    assert_eq!((tc.uncached, tc.first), (66, 216));
+}

@@ -357,10 +357,10 @@ async fn whole(
     stamp: &Stamp,
 ) -> io::Result<()> {
     let engine = ticket.engine;
-    let total = loop {
+    let (total, timing) = loop {
         let view = ticket.view().ok_or_else(lost)?;
         if view.done {
-            break view.total;
+            break (view.total, view.timing);
         }
         if client_gone(&conn.stream) {
             return Err(io::ErrorKind::ConnectionAborted.into());
@@ -368,13 +368,14 @@ async fn whole(
         monoio::time::sleep(engine.sleep_for(&view, false)).await;
     };
     let text: String = (0..total).map(api::word).collect();
-    let body = api::completion(
+    let mut body = api::completion(
         req.endpoint,
         stamp,
         &text,
         finish_reason(req),
         usage(req, total),
     );
+    api::add_timing(&mut body, &timing);
     send(
         conn,
         engine,
@@ -424,7 +425,8 @@ async fn stream(
             }
             sent = view.ready;
             if view.done {
-                let end = api::chunk(req.endpoint, stamp, "", false, Some(finish_reason(req)));
+                let mut end = api::chunk(req.endpoint, stamp, "", false, Some(finish_reason(req)));
+                api::add_timing(&mut end, &view.timing);
                 events.push_str(&api::sse(&end));
                 if req.include_usage {
                     let u = api::usage_chunk(req.endpoint, stamp, usage(req, sent));
