@@ -40,6 +40,12 @@ pub fn timeout<F: Future>(limit: Duration, fut: F) -> Timeout<F> {
     }
 }
 
+/// Waits `limit` on the wheel (a sleep that costs a slot index, not monoio's 640-byte
+/// `Sleep`).
+pub async fn sleep(limit: Duration) {
+    let _ = timeout(limit, std::future::pending::<()>()).await;
+}
+
 /// The future of [`timeout`].
 pub struct Timeout<F> {
     fut: F,

@@ -108,30 +108,40 @@ pub async fn relay(
     }
     let activity = Cell::new(now_ms());
     let (up, down) = (Cell::new(0u64), Cell::new(0u64));
-    let (client_r, client_w) = client.into_split();
-    let (server_r, server_w) = server.into_split();
+    let (mut client_r, mut client_w) = client.into_split();
+    let (mut server_r, mut server_w) = server.into_split();
+    let ended = Cell::new(false);
     let [buf_up, buf_down] = buffers;
     let (end, buffers) = match copier {
         Copier::Buffer => {
-            let a = copy_buffered(client_r, server_w, buf_up, timeouts.send, &activity, &up);
-            let b = copy_buffered(
-                server_r,
-                client_w,
-                buf_down,
-                timeouts.send,
-                &activity,
-                &down,
-            );
-            let (end, spare) = both(a, b, timeouts.idle, &activity).await;
-            (end, spare)
+            let a = Direction {
+                send: timeouts.send,
+                activity: &activity,
+                moved: &up,
+                other_ended: &ended,
+            };
+            let b = Direction { moved: &down, ..a };
+            let a = a.copy_buffered(&mut client_r, &mut server_w, buf_up);
+            let b = b.copy_buffered(&mut server_r, &mut client_w, buf_down);
+            both(a, b, timeouts.idle, &activity).await
         }
         Copier::Splice => {
-            let a = copy_spliced(client_r, server_w, timeouts.send, &activity, &up);
-            let b = copy_spliced(server_r, client_w, timeouts.send, &activity, &down);
-            let (end, _) = both(a, b, timeouts.idle, &activity).await;
+            let a = Direction {
+                send: timeouts.send,
+                activity: &activity,
+                moved: &up,
+                other_ended: &ended,
+            };
+            let b = Direction { moved: &down, ..a };
+            let a = a.copy_spliced(&mut client_r, &mut server_w);
+            let b = b.copy_spliced(&mut server_r, &mut client_w);
+            let (end, _) = Box::pin(both(a, b, timeouts.idle, &activity)).await;
             (end, [buf_up, buf_down])
         }
     };
+    // Whole again, the sockets are closed without the `shutdown(2)` a dropped write half
+    // makes (the ends of stream were passed on already, or the relay was cut).
+    drop((client_r.reunite(client_w), server_r.reunite(server_w)));
     let totals = Totals {
         up: up.get(),
         down: down.get(),
@@ -189,77 +199,91 @@ async fn watchdog(idle: Duration, activity: &Cell<u64>) {
         if quiet >= idle_ms {
             return;
         }
-        monoio::time::sleep(Duration::from_millis(idle_ms - quiet)).await;
+        crate::timer::sleep(Duration::from_millis(idle_ms - quiet)).await;
     }
 }
 
-/// One direction through a user-space buffer. Gives the buffer back when the direction ends
-/// with an end of stream (passed on as a half-close).
-async fn copy_buffered<R: AsyncReadRent, W: AsyncWriteRent>(
-    mut from: R,
-    mut to: W,
-    mut buf: Vec<u8>,
+/// One direction's share of the relay's state.
+#[derive(Clone, Copy)]
+struct Direction<'a> {
     send: Duration,
-    activity: &Cell<u64>,
-    moved: &Cell<u64>,
-) -> io::Result<Vec<u8>> {
-    if buf.capacity() < CHUNK {
-        buf.reserve(CHUNK - buf.len());
-    }
-    loop {
-        buf.clear();
-        let (res, b) = from.read(buf).await;
-        buf = b;
-        let n = res?;
-        if n == 0 {
-            to.shutdown().await?;
-            return Ok(buf);
-        }
-        activity.set(now_ms());
-        let (res, b) = match crate::timer::timeout(send, to.write_all(buf)).await {
-            Ok(r) => r,
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
-        };
-        buf = b;
-        res?;
-        moved.set(moved.get() + n as u64);
-        activity.set(now_ms());
-    }
+    activity: &'a Cell<u64>,
+    moved: &'a Cell<u64>,
+    /// Set by the direction that ends first. The second one then skips its half-close:
+    /// the relay closes both sockets right after, and the close sends the same FIN.
+    other_ended: &'a Cell<bool>,
 }
 
-/// One direction through a pipe with splice(2): the bytes never enter user space.
-async fn copy_spliced<R, W>(
-    mut from: R,
-    mut to: W,
-    send: Duration,
-    activity: &Cell<u64>,
-    moved: &Cell<u64>,
-) -> io::Result<Vec<u8>>
-where
-    R: SpliceSource,
-    W: SpliceDestination + AsyncWriteRent,
-{
-    let (mut pipe_r, mut pipe_w) = monoio::net::unix::new_pipe()?;
-    loop {
-        let n = from.splice_to_pipe(&mut pipe_w, CHUNK as u32).await?;
-        if n == 0 {
-            to.shutdown().await?;
-            return Ok(Vec::new());
+impl Direction<'_> {
+    /// Passes an end of stream on as a half-close, unless the other direction is over
+    /// too (then the relay's close follows at once).
+    async fn end_of_stream<W: AsyncWriteRent>(&self, to: &mut W) -> io::Result<()> {
+        if self.other_ended.replace(true) {
+            return Ok(());
         }
-        activity.set(now_ms());
-        let mut left = n;
-        while left > 0 {
-            let out = to.splice_from_pipe(&mut pipe_r, left);
-            let written = match monoio::time::timeout(send, out).await {
-                Ok(r) => r?,
+        to.shutdown().await
+    }
+
+    /// One direction through a user-space buffer. Gives the buffer back when the
+    /// direction ends with an end of stream.
+    async fn copy_buffered<R: AsyncReadRent, W: AsyncWriteRent>(
+        self,
+        from: &mut R,
+        to: &mut W,
+        mut buf: Vec<u8>,
+    ) -> io::Result<Vec<u8>> {
+        if buf.capacity() < CHUNK {
+            buf.reserve(CHUNK - buf.len());
+        }
+        loop {
+            buf.clear();
+            let (res, b) = from.read(buf).await;
+            buf = b;
+            let n = res?;
+            if n == 0 {
+                self.end_of_stream(to).await?;
+                return Ok(buf);
+            }
+            self.activity.set(now_ms());
+            let (res, b) = match crate::timer::timeout(self.send, to.write_all(buf)).await {
+                Ok(r) => r,
                 Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
             };
-            if written == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
+            buf = b;
+            res?;
+            self.moved.set(self.moved.get() + n as u64);
+            self.activity.set(now_ms());
+        }
+    }
+
+    /// One direction through a pipe with splice(2): the bytes never enter user space.
+    async fn copy_spliced<R, W>(self, from: &mut R, to: &mut W) -> io::Result<Vec<u8>>
+    where
+        R: SpliceSource,
+        W: SpliceDestination + AsyncWriteRent,
+    {
+        let (mut pipe_r, mut pipe_w) = monoio::net::unix::new_pipe()?;
+        loop {
+            let n = from.splice_to_pipe(&mut pipe_w, CHUNK as u32).await?;
+            if n == 0 {
+                self.end_of_stream(to).await?;
+                return Ok(Vec::new());
             }
-            left -= written;
-            moved.set(moved.get() + u64::from(written));
-            activity.set(now_ms());
+            self.activity.set(now_ms());
+            let mut left = n;
+            while left > 0 {
+                let out = to.splice_from_pipe(&mut pipe_r, left);
+                let written = match crate::timer::timeout(self.send, out).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
+                };
+                if written == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                left -= written;
+                self.moved.set(self.moved.get() + u64::from(written));
+                self.activity.set(now_ms());
+            }
         }
     }
 }

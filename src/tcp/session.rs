@@ -24,8 +24,16 @@ use crate::upstream::connect::dial;
 use crate::upstream::proxy_header;
 use crate::worker::{LocalSnapshot, Worker};
 
-/// Relays one client connection accepted on the listener bound to `bind`.
-pub async fn serve(worker: &Rc<Worker>, client: TcpStream, peer: SocketAddr, bind: SocketAddr) {
+/// Relays one client connection accepted on the listener bound to `bind`; `held` (the
+/// connection's counters) is let go when it ends.
+pub async fn serve<H>(
+    worker: Rc<Worker>,
+    client: TcpStream,
+    peer: SocketAddr,
+    bind: SocketAddr,
+    held: H,
+) {
+    let worker = &worker;
     let local = worker.snapshot();
     let Some(index) = local.snap.listener_index(bind) else {
         return;
@@ -54,6 +62,7 @@ pub async fn serve(worker: &Rc<Worker>, client: TcpStream, peer: SocketAddr, bin
     worker
         .access_log
         .write_with(&snap.log, &snap.log.tcp_access_format, &vars);
+    drop(held);
 }
 
 /// What the relay needs to know about where the bytes go.
@@ -187,7 +196,10 @@ async fn connect(
             // Another worker took the last slot since the pick: look again.
             Pick::Server(_) => continue,
             Pick::Busy => {
-                match queued::wait_for_slot(local, group_id, pick_key, &tried, client).await {
+                // Boxed: queueing is the rare path, and its future would otherwise make
+                // every connection's task larger (and every spawn copy more).
+                let wait = queued::wait_for_slot(local, group_id, pick_key, &tried, client);
+                match Box::pin(wait).await {
                     Slot::Counted(idx) => idx,
                     Slot::Refused { .. } => return Err(503),
                     Slot::ClientLeft => return Err(499),

@@ -142,16 +142,18 @@ fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bind: SocketA
     // The gauge is opened against the snapshot just read; it is not held beyond that.
     let open = worker.stats.open_connection(&snap, bind);
     drop(snap);
-    if tcp {
-        let worker = worker.clone();
-        monoio::spawn(async move {
-            crate::tcp::serve(&worker, stream, peer, bind).await;
-            drop((open, slot));
-        });
-        return;
-    }
     // Spawned as is, not wrapped in another future: a wrapper would keep a second copy of
     // the socket and addresses in every connection's task.
+    if tcp {
+        monoio::spawn(crate::tcp::serve(
+            worker.clone(),
+            stream,
+            peer,
+            bind,
+            (open, slot),
+        ));
+        return;
+    }
     let serve = crate::http::proxy::serve(worker.clone(), stream, peer, bind, (open, slot));
     monoio::spawn(serve);
 }
