@@ -114,13 +114,7 @@ impl Downstream {
         }
         let parked = pending.to_vec();
         self.inbound.reset();
-        let s = Scratch {
-            read: self.inbound.take_vec(),
-            head: std::mem::take(&mut self.head_buf),
-            key: std::mem::take(&mut self.key),
-            tries: std::mem::take(&mut self.tries),
-        };
-        worker.return_scratch(s);
+        self.return_scratch(worker);
         self.inbound = Inbound::with_bytes(parked);
         true
     }
@@ -131,6 +125,11 @@ impl Downstream {
         if !self.has_scratch() || !self.inbound.is_empty() {
             return;
         }
+        self.return_scratch(worker);
+    }
+
+    /// Hands the scratch set (read buffer, head copy, key, attempts) back to the worker.
+    fn return_scratch(&mut self, worker: &Worker) {
         let s = Scratch {
             read: self.inbound.take_vec(),
             head: std::mem::take(&mut self.head_buf),

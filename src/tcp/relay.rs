@@ -112,27 +112,20 @@ pub async fn relay(
     let (mut server_r, mut server_w) = server.into_split();
     let ended = Cell::new(false);
     let [buf_up, buf_down] = buffers;
+    let a = Direction {
+        send: timeouts.send,
+        activity: &activity,
+        moved: &up,
+        other_ended: &ended,
+    };
+    let b = Direction { moved: &down, ..a };
     let (end, buffers) = match copier {
         Copier::Buffer => {
-            let a = Direction {
-                send: timeouts.send,
-                activity: &activity,
-                moved: &up,
-                other_ended: &ended,
-            };
-            let b = Direction { moved: &down, ..a };
             let a = a.copy_buffered(&mut client_r, &mut server_w, buf_up);
             let b = b.copy_buffered(&mut server_r, &mut client_w, buf_down);
             both(a, b, timeouts.idle, &activity).await
         }
         Copier::Splice => {
-            let a = Direction {
-                send: timeouts.send,
-                activity: &activity,
-                moved: &up,
-                other_ended: &ended,
-            };
-            let b = Direction { moved: &down, ..a };
             let a = a.copy_spliced(&mut client_r, &mut server_w);
             let b = b.copy_spliced(&mut server_r, &mut client_w);
             let (end, _) = Box::pin(both(a, b, timeouts.idle, &activity)).await;
