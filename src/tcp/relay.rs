@@ -11,16 +11,16 @@
 //!   activity stamp instead of a timeout per read: a read interrupted by a timeout may
 //!   already have taken bytes in the kernel (io_uring), which would then be lost.
 //!
-//! Two copiers exist and `bench_tcp`/the README compare them: [`Copier::Buffer`] (read into
-//! a user-space buffer, write it out: two copies) and [`Copier::Splice`] (splice from the
-//! socket into a pipe and from the pipe to the other socket: no copy through user space).
-//! [`Copier::DEFAULT`] is the faster on this kernel.
+//! Two copiers exist and `benches/tcp`/the README compare them: [`Copier::Buffer`] (read
+//! into a user-space buffer, write it out: two copies) and [`Copier::Splice`] (splice from
+//! the socket into a pipe and from the pipe to the other socket, driven by readiness: no
+//! copy through user space, see `splice.rs`). [`Copier::DEFAULT`] is the one measured to
+//! cost less.
 
 use std::cell::Cell;
 use std::io;
 use std::time::Duration;
 
-use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 use monoio::net::TcpStream;
 
@@ -34,7 +34,8 @@ pub const CHUNK: usize = 64 * 1024;
 pub enum Copier {
     /// read(2) into a buffer, write(2) it out.
     Buffer,
-    /// splice(2) into a pipe and out of it: the bytes stay in the kernel.
+    /// splice(2) into a pipe and out of it, called from the event loop when the socket is
+    /// ready: the bytes stay in the kernel.
     Splice,
 }
 
@@ -86,32 +87,17 @@ pub struct Totals {
 }
 
 /// Relays between `client` and `server` until the relay ends (see the module doc). `buffers`
-/// gives the two copy buffers of [`Copier::Buffer`] (unused with splice). `uring`: the
-/// worker runs on io_uring (see [`Copier::Splice`]'s cost there).
+/// gives the two copy buffers of [`Copier::Buffer`] (given back unused with splice).
 pub async fn relay(
     client: TcpStream,
     server: TcpStream,
     timeouts: Timeouts,
     copier: Copier,
     buffers: [Vec<u8>; 2],
-    uring: bool,
 ) -> (Totals, [Vec<u8>; 2]) {
-    if copier == Copier::Splice && uring {
-        // io_uring runs a splice on a non-blocking socket once and returns EAGAIN (it has
-        // no readiness wait for splice): the sockets must block, and each waiting splice
-        // then holds one of the kernel's io-wq threads.
-        for s in [&client, &server] {
-            if let Err(e) = set_blocking(s) {
-                crate::warn!("tcp relay: cannot make the socket blocking for splice: {e}");
-            }
-        }
-    }
     let activity = Cell::new(now_ms());
     let (up, down) = (Cell::new(0u64), Cell::new(0u64));
-    let (mut client_r, mut client_w) = client.into_split();
-    let (mut server_r, mut server_w) = server.into_split();
     let ended = Cell::new(false);
-    let [buf_up, buf_down] = buffers;
     let a = Direction {
         send: timeouts.send,
         activity: &activity,
@@ -119,40 +105,44 @@ pub async fn relay(
         other_ended: &ended,
     };
     let b = Direction { moved: &down, ..a };
+    let copier = match copier {
+        Copier::Splice => match splice::non_blocking([&client, &server]) {
+            Ok(()) => Copier::Splice,
+            Err(e) => {
+                crate::warn!("tcp relay: cannot make the sockets non-blocking for splice: {e}");
+                Copier::Buffer
+            }
+        },
+        Copier::Buffer => Copier::Buffer,
+    };
     let (end, buffers) = match copier {
         Copier::Buffer => {
+            let [buf_up, buf_down] = buffers;
+            let (mut client_r, mut client_w) = client.into_split();
+            let (mut server_r, mut server_w) = server.into_split();
             let a = a.copy_buffered(&mut client_r, &mut server_w, buf_up);
             let b = b.copy_buffered(&mut server_r, &mut client_w, buf_down);
-            both(a, b, timeouts.idle, &activity).await
+            let done = both(a, b, timeouts.idle, &activity).await;
+            // Whole again, the sockets are closed without the `shutdown(2)` a dropped write
+            // half makes (the ends of stream were passed on already, or the relay was cut).
+            drop((client_r.reunite(client_w), server_r.reunite(server_w)));
+            done
         }
         Copier::Splice => {
-            let a = a.copy_spliced(&mut client_r, &mut server_w);
-            let b = b.copy_spliced(&mut server_r, &mut client_w);
+            // The client usually has sent its first bytes by the time the server is
+            // connected; the server usually speaks when asked.
+            let a = a.copy_spliced(&client, &server, false);
+            let b = b.copy_spliced(&server, &client, true);
             let (end, _) = Box::pin(both(a, b, timeouts.idle, &activity)).await;
-            (end, [buf_up, buf_down])
+            (end, buffers)
         }
     };
-    // Whole again, the sockets are closed without the `shutdown(2)` a dropped write half
-    // makes (the ends of stream were passed on already, or the relay was cut).
-    drop((client_r.reunite(client_w), server_r.reunite(server_w)));
     let totals = Totals {
         up: up.get(),
         down: down.get(),
         end,
     };
     (totals, buffers)
-}
-
-fn set_blocking(stream: &TcpStream) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = stream.as_raw_fd();
-    // SAFETY: fcntl(2) on a socket this relay owns; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Runs both directions and the idle watchdog; the first failure or the watchdog ends
@@ -248,38 +238,8 @@ impl Direction<'_> {
             self.activity.set(now_ms());
         }
     }
-
-    /// One direction through a pipe with splice(2): the bytes never enter user space.
-    async fn copy_spliced<R, W>(self, from: &mut R, to: &mut W) -> io::Result<Vec<u8>>
-    where
-        R: SpliceSource,
-        W: SpliceDestination + AsyncWriteRent,
-    {
-        let (mut pipe_r, mut pipe_w) = monoio::net::unix::new_pipe()?;
-        loop {
-            let n = from.splice_to_pipe(&mut pipe_w, CHUNK as u32).await?;
-            if n == 0 {
-                self.end_of_stream(to).await?;
-                return Ok(Vec::new());
-            }
-            self.activity.set(now_ms());
-            let mut left = n;
-            while left > 0 {
-                let out = to.splice_from_pipe(&mut pipe_r, left);
-                let written = match crate::timer::timeout(self.send, out).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
-                };
-                if written == 0 {
-                    return Err(io::ErrorKind::WriteZero.into());
-                }
-                left -= written;
-                self.moved.set(self.moved.get() + u64::from(written));
-                self.activity.set(now_ms());
-            }
-        }
-    }
 }
 
+mod splice;
 #[cfg(test)]
 mod tests;

@@ -104,15 +104,8 @@ async fn relay_to(
         worker.lend_buffer(relay::CHUNK),
         worker.lend_buffer(relay::CHUNK),
     ];
-    let (totals, buffers) = relay::relay(
-        client,
-        stream,
-        timeouts,
-        Copier::from_env(),
-        buffers,
-        worker.driver == "io_uring",
-    )
-    .await;
+    let (totals, buffers) =
+        relay::relay(client, stream, timeouts, Copier::from_env(), buffers).await;
     for buf in buffers {
         worker.return_buffer(buf);
     }

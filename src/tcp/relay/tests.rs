@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use super::*;
 
-/// A connected pair: the monoio end the relay owns, the std end a test thread drives.
+/// A connected pair: the monoio end the relay owns, the std end a test thread drives. The
+/// relay's end is blocking on io_uring and non-blocking on epoll, as monoio's own accept and
+/// connect make them on each driver.
 fn pair() -> (TcpStream, std::net::TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let far = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (near, _) = listener.accept().unwrap();
-    near.set_nonblocking(true).unwrap();
+    near.set_nonblocking(monoio::utils::is_legacy()).unwrap();
     (TcpStream::from_std(near).unwrap(), far)
 }
 
@@ -20,11 +22,6 @@ const LIMITS: Timeouts = Timeouts {
     idle: Duration::from_secs(5),
     send: Duration::from_secs(5),
 };
-
-/// Whether this test runs on the io_uring driver (`test_all` runs each test on both).
-fn uring() -> bool {
-    !monoio::utils::is_legacy()
-}
 
 fn no_buffers() -> [Vec<u8>; 2] {
     [Vec::new(), Vec::new()]
@@ -49,15 +46,7 @@ async fn exchange(copier: Copier, up: Vec<u8>, down: Vec<u8>) -> (Vec<u8>, Vec<u
         client.read_to_end(&mut got).unwrap();
         got
     });
-    let (totals, _) = relay(
-        client_near,
-        server_near,
-        LIMITS,
-        copier,
-        no_buffers(),
-        uring(),
-    )
-    .await;
+    let (totals, _) = relay(client_near, server_near, LIMITS, copier, no_buffers()).await;
     (joined(client_side).await, joined(server_side).await, totals)
 }
 
@@ -118,15 +107,7 @@ async fn a_server_that_closes_first_still_gets_the_rest_of_the_request() {
             client.shutdown(Shutdown::Write).unwrap();
             banner
         });
-        let (totals, _) = relay(
-            client_near,
-            server_near,
-            LIMITS,
-            copier,
-            no_buffers(),
-            uring(),
-        )
-        .await;
+        let (totals, _) = relay(client_near, server_near, LIMITS, copier, no_buffers()).await;
         assert_eq!(&joined(client_side).await, b"banner");
         assert_eq!(joined(server_side).await, b"late words", "{copier:?}");
         assert_eq!((totals.up, totals.down, totals.end), (10, 6, End::Closed));
@@ -143,15 +124,7 @@ async fn nothing_moving_for_the_idle_limit_ends_the_relay_and_closes_both() {
             send: Duration::from_secs(5),
         };
         let started = std::time::Instant::now();
-        let (totals, _) = relay(
-            client_near,
-            server_near,
-            limits,
-            copier,
-            no_buffers(),
-            uring(),
-        )
-        .await;
+        let (totals, _) = relay(client_near, server_near, limits, copier, no_buffers()).await;
         assert_eq!(totals.end, End::Idle);
         assert!(started.elapsed() >= Duration::from_millis(150));
         let ends = std::thread::spawn(move || {
@@ -166,6 +139,12 @@ async fn nothing_moving_for_the_idle_limit_ends_the_relay_and_closes_both() {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn traffic_in_one_direction_keeps_the_other_open() {
+    for copier in [Copier::Buffer, Copier::Splice] {
+        one_way_traffic(copier).await;
+    }
+}
+
+async fn one_way_traffic(copier: Copier) {
     let (client_near, mut client) = pair();
     let (server_near, mut server) = pair();
     let limits = Timeouts {
@@ -188,38 +167,28 @@ async fn traffic_in_one_direction_keeps_the_other_open() {
         client.shutdown(Shutdown::Write).unwrap();
         got.len()
     });
-    let (totals, _) = relay(
-        client_near,
-        server_near,
-        limits,
-        Copier::Buffer,
-        no_buffers(),
-        uring(),
-    )
-    .await;
-    assert_eq!(joined(client_side).await, 48);
+    let (totals, _) = relay(client_near, server_near, limits, copier, no_buffers()).await;
+    assert_eq!(joined(client_side).await, 48, "{copier:?}");
     joined(server_side).await;
     assert_eq!(totals.end, End::Closed);
 }
 
 #[monoio::test_all(timer_enabled = true)]
 async fn a_reset_on_one_side_cuts_the_other() {
+    for copier in [Copier::Buffer, Copier::Splice] {
+        reset_cuts(copier).await;
+    }
+}
+
+async fn reset_cuts(copier: Copier) {
     let (client_near, client) = pair();
     let (server_near, mut server) = pair();
     // SO_LINGER 0 makes the close a reset.
     let sock = socket_ref(&client);
     set_linger_zero(sock);
     drop(client);
-    let (totals, _) = relay(
-        client_near,
-        server_near,
-        LIMITS,
-        Copier::Buffer,
-        no_buffers(),
-        uring(),
-    )
-    .await;
-    assert_eq!(totals.end, End::Failed);
+    let (totals, _) = relay(client_near, server_near, LIMITS, copier, no_buffers()).await;
+    assert_eq!(totals.end, End::Failed, "{copier:?}");
     let got = joined(std::thread::spawn(move || {
         server
             .set_read_timeout(Some(Duration::from_secs(2)))
@@ -232,6 +201,71 @@ async fn a_reset_on_one_side_cuts_the_other() {
         matches!(got, Ok(0) | Err(std::io::ErrorKind::ConnectionReset)),
         "server side closed: {got:?}"
     );
+}
+
+#[monoio::test_all(timer_enabled = true)]
+async fn a_write_stalled_past_the_send_limit_cuts_the_relay() {
+    for copier in [Copier::Buffer, Copier::Splice] {
+        let (client_near, mut client) = pair();
+        let (server_near, server) = pair();
+        let limits = Timeouts {
+            idle: Duration::from_secs(30),
+            send: Duration::from_millis(200),
+        };
+        // The server reads nothing: once its receive buffer and the relay's send buffer are
+        // full, the relay's write stalls.
+        let client_side = std::thread::spawn(move || {
+            let chunk = vec![7u8; 1 << 20];
+            for _ in 0..256 {
+                if client.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let started = std::time::Instant::now();
+        let (totals, _) = relay(client_near, server_near, limits, copier, no_buffers()).await;
+        assert_eq!(totals.end, End::Failed, "{copier:?}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{copier:?}");
+        joined(client_side).await;
+        drop(server);
+    }
+}
+
+#[monoio::test_all(timer_enabled = true)]
+async fn splice_leaves_both_sockets_non_blocking() {
+    use std::os::fd::AsRawFd;
+    let (client_near, mut client) = pair();
+    let (server_near, mut server) = pair();
+    let fds = [client_near.as_raw_fd(), server_near.as_raw_fd()];
+    // Looked at while the relay runs: a blocking socket would mean a splice parked in a
+    // kernel thread (io_uring's splice) instead of one called when the socket is ready.
+    let sides = std::thread::spawn(move || {
+        client.write_all(b"ping").unwrap();
+        let mut got = [0u8; 4];
+        server.read_exact(&mut got).unwrap();
+        server.write_all(b"pong").unwrap();
+        client.read_exact(&mut got).unwrap();
+        // SAFETY: fcntl(F_GETFL) on descriptors the relay still holds open (neither side
+        // has ended yet); no memory is passed.
+        let flags = fds.map(|fd| unsafe { libc::fcntl(fd, libc::F_GETFL) });
+        client.shutdown(Shutdown::Write).unwrap();
+        server.shutdown(Shutdown::Write).unwrap();
+        (got, flags)
+    });
+    let (totals, _) = relay(
+        client_near,
+        server_near,
+        LIMITS,
+        Copier::Splice,
+        no_buffers(),
+    )
+    .await;
+    let (got, flags) = joined(sides).await;
+    assert_eq!(&got, b"pong");
+    assert_eq!((totals.up, totals.down, totals.end), (4, 4, End::Closed));
+    for flag in flags {
+        assert!(flag >= 0 && flag & libc::O_NONBLOCK != 0, "flags {flag:#x}");
+    }
 }
 
 fn socket_ref(s: &std::net::TcpStream) -> std::os::fd::RawFd {
