@@ -1,4 +1,4 @@
-//! TCP-mode benchmark: ringway `mode = "tcp"` (both copiers: buffer, splice) against
+//! TCP-mode benchmark: ringway `mode = "tcp"` (each copier: buffer, ready, splice) against
 //! HAProxy `mode tcp` and nginx `stream`, each relaying to the same static nginx backend on
 //! 127.0.0.1, driven by wrk in interleaved rounds.
 //!
@@ -11,7 +11,8 @@
 //! - `keepalive`: keep-alive GETs of a short answer, HTTP relayed at L4 (CPU per request).
 //!
 //! Knobs: RINGWAY_BENCH_SECS (default 5), RINGWAY_BENCH_ROUNDS (default 3),
-//! RINGWAY_BENCH_PROXIES (comma list of ringway, ringway-splice, haproxy, nginx).
+//! RINGWAY_BENCH_PROXIES (comma list of ringway, ringway-ready, ringway-splice, haproxy,
+//! nginx).
 
 #[allow(dead_code)]
 #[path = "../e2e/configs.rs"]
@@ -36,7 +37,13 @@ const BASELINE: &str = "ringway-before";
 #[allow(dead_code)]
 const HAPROXY_TCP: &str = "haproxy-tcp";
 
-const PROXIES: [&str; 4] = ["ringway", "ringway-splice", "haproxy", "nginx"];
+const PROXIES: [&str; 5] = [
+    "ringway",
+    "ringway-ready",
+    "ringway-splice",
+    "haproxy",
+    "nginx",
+];
 /// The bulk file: large enough that relaying, not request handling, is what is measured.
 const BULK: u64 = 4 << 20;
 const PROXY_CPU: usize = 0;
@@ -248,15 +255,11 @@ fn start_proxy(
 ) -> Result<Proc, String> {
     let log = dir.join(format!("{name}.log"));
     match name {
-        "ringway" | "ringway-splice" => {
+        "ringway" | "ringway-ready" | "ringway-splice" => {
             let conf = write(dir, &format!("{name}.toml"), &ringway_tcp(listen, backend))?;
             let program = PathBuf::from(env!("CARGO_BIN_EXE_ringway"));
             let mut cmd = procs::pinned(PROXY_CPU, &program, &["-c".into(), path_arg(&conf)]);
-            let copier = if name == "ringway" {
-                "buffer"
-            } else {
-                "splice"
-            };
+            let copier = name.strip_prefix("ringway-").unwrap_or("buffer");
             cmd.env("RINGWAY_TCP_COPIER", copier);
             spawn_logged(name, cmd, &log)
         }

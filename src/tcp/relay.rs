@@ -11,11 +11,12 @@
 //!   activity stamp instead of a timeout per read: a read interrupted by a timeout may
 //!   already have taken bytes in the kernel (io_uring), which would then be lost.
 //!
-//! Two copiers exist and `benches/tcp`/the README compare them: [`Copier::Buffer`] (read
-//! into a user-space buffer, write it out: two copies) and [`Copier::Splice`] (splice from
-//! the socket into a pipe and from the pipe to the other socket, driven by readiness: no
-//! copy through user space, see `splice.rs`). [`Copier::DEFAULT`] is the one measured to
-//! cost less.
+//! Three copiers exist and `benches/tcp`/the README compare them: [`Copier::Ready`] (the
+//! default: recv/send when the socket is ready, through a buffer lent per chunk, so an
+//! idle connection holds none; `ready.rs`), [`Copier::Buffer`] (read and write operations
+//! of the event loop, each direction holding its buffer throughout) and [`Copier::Splice`]
+//! (splice through a pipe when the socket is ready: no copy through user space;
+//! `splice.rs`).
 
 use std::cell::Cell;
 use std::io;
@@ -29,21 +30,34 @@ use crate::clock::now_ms;
 /// Bytes moved per read (buffer) or per splice into the pipe.
 pub const CHUNK: usize = 64 * 1024;
 
+/// Where copy buffers come from and go back to: the worker's spare buffers.
+pub trait Buffers {
+    /// A buffer with room for at least [`CHUNK`] bytes.
+    fn lend(&self) -> Vec<u8>;
+    /// Takes a buffer back (an empty one, left with a cancelled read, is dropped).
+    fn give_back(&self, buf: Vec<u8>);
+}
+
 /// How bytes go from one socket to the other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Copier {
-    /// read(2) into a buffer, write(2) it out.
+    /// read(2) into a buffer, write(2) it out, as io_uring (or epoll) operations; each
+    /// direction holds its buffer for the connection's whole life.
     Buffer,
+    /// recv(2) and send(2) called from the event loop when the socket is ready, through a
+    /// buffer lent for one chunk: an idle connection holds none.
+    Ready,
     /// splice(2) into a pipe and out of it, called from the event loop when the socket is
     /// ready: the bytes stay in the kernel.
     Splice,
 }
 
 impl Copier {
-    /// The one the relay uses (see the README's "TCP mode" for the measurement).
-    pub const DEFAULT: Copier = Copier::Buffer;
+    /// The one the relay uses: as cheap in CPU as the buffer copier within the benchmark's
+    /// noise, and an idle connection costs about 10 KB instead of 138 KB (README, "TCP mode").
+    pub const DEFAULT: Copier = Copier::Ready;
 
-    /// `RINGWAY_TCP_COPIER=splice|buffer` overrides the default (for the benchmark that
+    /// `RINGWAY_TCP_COPIER=splice|ready|buffer` overrides the default (for the benchmark that
     /// compares them); anything else is the default. Read once per process: the
     /// environment is behind a lock, which a worker must not take per connection.
     pub fn from_env() -> Copier {
@@ -51,6 +65,7 @@ impl Copier {
         *CHOSEN.get_or_init(|| match std::env::var("RINGWAY_TCP_COPIER").as_deref() {
             Ok("splice") => Copier::Splice,
             Ok("buffer") => Copier::Buffer,
+            Ok("ready") => Copier::Ready,
             _ => Copier::DEFAULT,
         })
     }
@@ -86,15 +101,15 @@ pub struct Totals {
     pub end: End,
 }
 
-/// Relays between `client` and `server` until the relay ends (see the module doc). `buffers`
-/// gives the two copy buffers of [`Copier::Buffer`] (given back unused with splice).
+/// Relays between `client` and `server` until the relay ends (see the module doc); copy
+/// buffers come from `pool`.
 pub async fn relay(
     client: TcpStream,
     server: TcpStream,
     timeouts: Timeouts,
     copier: Copier,
-    buffers: [Vec<u8>; 2],
-) -> (Totals, [Vec<u8>; 2]) {
+    pool: &dyn Buffers,
+) -> Totals {
     let activity = Cell::new(now_ms());
     let (up, down) = (Cell::new(0u64), Cell::new(0u64));
     let ended = Cell::new(false);
@@ -110,39 +125,43 @@ pub async fn relay(
             Ok(()) => Copier::Splice,
             Err(e) => {
                 crate::warn!("tcp relay: cannot make the sockets non-blocking for splice: {e}");
-                Copier::Buffer
+                Copier::Ready
             }
         },
-        Copier::Buffer => Copier::Buffer,
+        other => other,
     };
-    let (end, buffers) = match copier {
+    let end = match copier {
         Copier::Buffer => {
-            let [buf_up, buf_down] = buffers;
+            let (buf_up, buf_down) = (pool.lend(), pool.lend());
             let (mut client_r, mut client_w) = client.into_split();
             let (mut server_r, mut server_w) = server.into_split();
             let a = a.copy_buffered(&mut client_r, &mut server_w, buf_up);
             let b = b.copy_buffered(&mut server_r, &mut client_w, buf_down);
-            let done = both(a, b, timeouts.idle, &activity).await;
+            let (end, buffers) = both(a, b, timeouts.idle, &activity).await;
             // Whole again, the sockets are closed without the `shutdown(2)` a dropped write
             // half makes (the ends of stream were passed on already, or the relay was cut).
             drop((client_r.reunite(client_w), server_r.reunite(server_w)));
-            done
+            buffers.into_iter().for_each(|buf| pool.give_back(buf));
+            end
+        }
+        Copier::Ready => {
+            let a = a.copy_ready(&client, &server, pool, false);
+            let b = b.copy_ready(&server, &client, pool, true);
+            Box::pin(both(a, b, timeouts.idle, &activity)).await.0
         }
         Copier::Splice => {
             // The client usually has sent its first bytes by the time the server is
             // connected; the server usually speaks when asked.
             let a = a.copy_spliced(&client, &server, false);
             let b = b.copy_spliced(&server, &client, true);
-            let (end, _) = Box::pin(both(a, b, timeouts.idle, &activity)).await;
-            (end, buffers)
+            Box::pin(both(a, b, timeouts.idle, &activity)).await.0
         }
     };
-    let totals = Totals {
+    Totals {
         up: up.get(),
         down: down.get(),
         end,
-    };
-    (totals, buffers)
+    }
 }
 
 /// Runs both directions and the idle watchdog; the first failure or the watchdog ends
@@ -207,6 +226,20 @@ impl Direction<'_> {
         to.shutdown().await
     }
 
+    /// [`Direction::end_of_stream`] on a whole socket: `shutdown(SHUT_WR)` is a plain
+    /// syscall (monoio's is the same).
+    fn end_of_stream_now(&self, to: &TcpStream) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        if self.other_ended.replace(true) {
+            return Ok(());
+        }
+        // SAFETY: shutdown(2) on a socket the relay owns; no memory is passed.
+        if unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// One direction through a user-space buffer. Gives the buffer back when the
     /// direction ends with an end of stream.
     async fn copy_buffered<R: AsyncReadRent, W: AsyncWriteRent>(
@@ -240,6 +273,7 @@ impl Direction<'_> {
     }
 }
 
+mod ready;
 mod splice;
 #[cfg(test)]
 mod tests;

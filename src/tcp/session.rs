@@ -100,15 +100,7 @@ async fn relay_to(
         idle: to.group.read_timeout,
         send: to.group.send_timeout,
     };
-    let buffers = [
-        worker.lend_buffer(relay::CHUNK),
-        worker.lend_buffer(relay::CHUNK),
-    ];
-    let (totals, buffers) =
-        relay::relay(client, stream, timeouts, Copier::from_env(), buffers).await;
-    for buf in buffers {
-        worker.return_buffer(buf);
-    }
+    let totals = relay::relay(client, stream, timeouts, Copier::from_env(), &**worker).await;
     drop(counted);
     vars.received = totals.up;
     vars.sent = totals.down;
@@ -120,6 +112,16 @@ async fn relay_to(
             timeouts.idle
         ),
         End::Failed => crate::debug!("{}: tcp connection cut", vars.peer),
+    }
+}
+
+impl relay::Buffers for Worker {
+    fn lend(&self) -> Vec<u8> {
+        self.lend_buffer(relay::CHUNK)
+    }
+
+    fn give_back(&self, buf: Vec<u8>) {
+        self.return_buffer(buf);
     }
 }
 

@@ -143,17 +143,4 @@ impl Direction<'_> {
         }
         Ok(())
     }
-
-    /// [`Direction::end_of_stream`] on a whole socket: `shutdown(SHUT_WR)` is a plain
-    /// syscall (monoio's is the same).
-    fn end_of_stream_now(&self, to: &TcpStream) -> io::Result<()> {
-        if self.other_ended.replace(true) {
-            return Ok(());
-        }
-        // SAFETY: shutdown(2) on a socket the relay owns; no memory is passed.
-        if unsafe { libc::shutdown(to.as_raw_fd(), libc::SHUT_WR) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
 }

@@ -23,9 +23,26 @@ const LIMITS: Timeouts = Timeouts {
     send: Duration::from_secs(5),
 };
 
-fn no_buffers() -> [Vec<u8>; 2] {
-    [Vec::new(), Vec::new()]
+/// Copy buffers that count how many are out: what a relay holds at any moment.
+#[derive(Default)]
+struct CountingPool {
+    out: std::cell::Cell<usize>,
 }
+
+impl Buffers for CountingPool {
+    fn lend(&self) -> Vec<u8> {
+        self.out.set(self.out.get() + 1);
+        Vec::with_capacity(CHUNK)
+    }
+
+    fn give_back(&self, buf: Vec<u8>) {
+        if buf.capacity() > 0 {
+            self.out.set(self.out.get() - 1);
+        }
+    }
+}
+
+const COPIERS: [Copier; 3] = [Copier::Buffer, Copier::Ready, Copier::Splice];
 
 /// Client sends `up`, half-closes, then reads; the server reads until the half-close
 /// arrives, answers `down`, closes. Returns what each side got and the totals.
@@ -46,7 +63,14 @@ async fn exchange(copier: Copier, up: Vec<u8>, down: Vec<u8>) -> (Vec<u8>, Vec<u
         client.read_to_end(&mut got).unwrap();
         got
     });
-    let (totals, _) = relay(client_near, server_near, LIMITS, copier, no_buffers()).await;
+    let totals = relay(
+        client_near,
+        server_near,
+        LIMITS,
+        copier,
+        &CountingPool::default(),
+    )
+    .await;
     (joined(client_side).await, joined(server_side).await, totals)
 }
 
@@ -66,7 +90,7 @@ fn bytes(n: usize, seed: u8) -> Vec<u8> {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn each_copier_moves_both_ways_and_passes_each_half_close_on() {
-    for copier in [Copier::Buffer, Copier::Splice] {
+    for copier in COPIERS {
         let (up, down) = (bytes(3 << 20, 1), bytes(1 << 20, 2));
         let (client_got, server_got, totals) = exchange(copier, up.clone(), down.clone()).await;
         assert!(server_got == up, "{copier:?}: server got the request whole");
@@ -87,7 +111,7 @@ async fn each_copier_moves_both_ways_and_passes_each_half_close_on() {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn a_server_that_closes_first_still_gets_the_rest_of_the_request() {
-    for copier in [Copier::Buffer, Copier::Splice] {
+    for copier in COPIERS {
         let (client_near, mut client) = pair();
         let (server_near, mut server) = pair();
         let server_side = std::thread::spawn(move || {
@@ -107,7 +131,14 @@ async fn a_server_that_closes_first_still_gets_the_rest_of_the_request() {
             client.shutdown(Shutdown::Write).unwrap();
             banner
         });
-        let (totals, _) = relay(client_near, server_near, LIMITS, copier, no_buffers()).await;
+        let totals = relay(
+            client_near,
+            server_near,
+            LIMITS,
+            copier,
+            &CountingPool::default(),
+        )
+        .await;
         assert_eq!(&joined(client_side).await, b"banner");
         assert_eq!(joined(server_side).await, b"late words", "{copier:?}");
         assert_eq!((totals.up, totals.down, totals.end), (10, 6, End::Closed));
@@ -116,7 +147,7 @@ async fn a_server_that_closes_first_still_gets_the_rest_of_the_request() {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn nothing_moving_for_the_idle_limit_ends_the_relay_and_closes_both() {
-    for copier in [Copier::Buffer, Copier::Splice] {
+    for copier in COPIERS {
         let (client_near, mut client) = pair();
         let (server_near, mut server) = pair();
         let limits = Timeouts {
@@ -124,7 +155,14 @@ async fn nothing_moving_for_the_idle_limit_ends_the_relay_and_closes_both() {
             send: Duration::from_secs(5),
         };
         let started = std::time::Instant::now();
-        let (totals, _) = relay(client_near, server_near, limits, copier, no_buffers()).await;
+        let totals = relay(
+            client_near,
+            server_near,
+            limits,
+            copier,
+            &CountingPool::default(),
+        )
+        .await;
         assert_eq!(totals.end, End::Idle);
         assert!(started.elapsed() >= Duration::from_millis(150));
         let ends = std::thread::spawn(move || {
@@ -139,7 +177,7 @@ async fn nothing_moving_for_the_idle_limit_ends_the_relay_and_closes_both() {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn traffic_in_one_direction_keeps_the_other_open() {
-    for copier in [Copier::Buffer, Copier::Splice] {
+    for copier in COPIERS {
         one_way_traffic(copier).await;
     }
 }
@@ -167,7 +205,14 @@ async fn one_way_traffic(copier: Copier) {
         client.shutdown(Shutdown::Write).unwrap();
         got.len()
     });
-    let (totals, _) = relay(client_near, server_near, limits, copier, no_buffers()).await;
+    let totals = relay(
+        client_near,
+        server_near,
+        limits,
+        copier,
+        &CountingPool::default(),
+    )
+    .await;
     assert_eq!(joined(client_side).await, 48, "{copier:?}");
     joined(server_side).await;
     assert_eq!(totals.end, End::Closed);
@@ -175,7 +220,7 @@ async fn one_way_traffic(copier: Copier) {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn a_reset_on_one_side_cuts_the_other() {
-    for copier in [Copier::Buffer, Copier::Splice] {
+    for copier in COPIERS {
         reset_cuts(copier).await;
     }
 }
@@ -187,7 +232,14 @@ async fn reset_cuts(copier: Copier) {
     let sock = socket_ref(&client);
     set_linger_zero(sock);
     drop(client);
-    let (totals, _) = relay(client_near, server_near, LIMITS, copier, no_buffers()).await;
+    let totals = relay(
+        client_near,
+        server_near,
+        LIMITS,
+        copier,
+        &CountingPool::default(),
+    )
+    .await;
     assert_eq!(totals.end, End::Failed, "{copier:?}");
     let got = joined(std::thread::spawn(move || {
         server
@@ -205,7 +257,7 @@ async fn reset_cuts(copier: Copier) {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn a_write_stalled_past_the_send_limit_cuts_the_relay() {
-    for copier in [Copier::Buffer, Copier::Splice] {
+    for copier in COPIERS {
         let (client_near, mut client) = pair();
         let (server_near, server) = pair();
         let limits = Timeouts {
@@ -223,7 +275,14 @@ async fn a_write_stalled_past_the_send_limit_cuts_the_relay() {
             }
         });
         let started = std::time::Instant::now();
-        let (totals, _) = relay(client_near, server_near, limits, copier, no_buffers()).await;
+        let totals = relay(
+            client_near,
+            server_near,
+            limits,
+            copier,
+            &CountingPool::default(),
+        )
+        .await;
         assert_eq!(totals.end, End::Failed, "{copier:?}");
         assert!(started.elapsed() < Duration::from_secs(20), "{copier:?}");
         joined(client_side).await;
@@ -252,12 +311,12 @@ async fn splice_leaves_both_sockets_non_blocking() {
         server.shutdown(Shutdown::Write).unwrap();
         (got, flags)
     });
-    let (totals, _) = relay(
+    let totals = relay(
         client_near,
         server_near,
         LIMITS,
         Copier::Splice,
-        no_buffers(),
+        &CountingPool::default(),
     )
     .await;
     let (got, flags) = joined(sides).await;
@@ -289,4 +348,37 @@ fn set_linger_zero(fd: std::os::fd::RawFd) {
         )
     };
     assert_eq!(rc, 0);
+}
+
+#[monoio::test_all(timer_enabled = true)]
+async fn an_idle_connection_holds_no_buffer_with_the_ready_copier() {
+    // The buffer copier is the contrast: its two reads wait with their buffers.
+    for (copier, held_when_idle) in [(Copier::Ready, 0), (Copier::Buffer, 2)] {
+        let (client_near, mut client) = pair();
+        let (server_near, mut server) = pair();
+        let pool = CountingPool::default();
+        let relayed = relay(client_near, server_near, LIMITS, copier, &pool);
+        let watched = async {
+            let (client, server) = joined(std::thread::spawn(move || {
+                client.write_all(b"ping").unwrap();
+                let mut got = [0u8; 4];
+                server.read_exact(&mut got).unwrap();
+                server.write_all(b"pong").unwrap();
+                client.read_exact(&mut got).unwrap();
+                (client, server)
+            }))
+            .await;
+            // The exchange is over and both sides are quiet.
+            monoio::time::sleep(Duration::from_millis(50)).await;
+            let held = pool.out.get();
+            for side in [&client, &server] {
+                side.shutdown(Shutdown::Write).unwrap();
+            }
+            (held, client, server)
+        };
+        let (totals, (held, _client, _server)) = monoio::join!(relayed, watched);
+        assert_eq!(held, held_when_idle, "{copier:?}: buffers held while idle");
+        assert_eq!((totals.up, totals.down, totals.end), (4, 4, End::Closed));
+        assert_eq!(pool.out.get(), 0, "{copier:?}: every buffer came back");
+    }
 }

@@ -1,0 +1,139 @@
+//! The ready copier: `recv(2)` and `send(2)` called from the event loop when a socket is
+//! ready, through a buffer lent for one chunk only, so an idle connection holds none.
+//!
+//! A direction waits until its source is readable (an io_uring `PollAdd`, a poll on
+//! epoll) holding nothing, then borrows a buffer, reads what is there with `MSG_DONTWAIT`,
+//! sends it on (waiting for room only when the destination says `EAGAIN`), and gives the
+//! buffer back before it waits again. The buffer copier instead keeps a read operation,
+//! with its 64 KiB buffer, pending on each direction for the connection's whole life.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use monoio::net::TcpStream;
+
+use super::{Buffers, CHUNK, Direction};
+use crate::clock::now_ms;
+
+impl Direction<'_> {
+    /// One direction, `from` to `to`. `wait_first` as for the splice copier: wait for the
+    /// source before the first read when it is not expected to have bytes yet.
+    pub(super) async fn copy_ready(
+        self,
+        from: &TcpStream,
+        to: &TcpStream,
+        pool: &dyn Buffers,
+        wait_first: bool,
+    ) -> io::Result<Vec<u8>> {
+        let mut wait = wait_first;
+        loop {
+            if wait {
+                // relaxed = false: on epoll ask the kernel, since the event loop's cached
+                // readiness is not cleared by our own recv's EAGAIN.
+                from.readable(false).await?;
+            }
+            let mut buf = pool.lend();
+            let moved = match recv(from, &mut buf) {
+                Ok(0) => {
+                    pool.give_back(buf);
+                    self.end_of_stream_now(to)?;
+                    return Ok(Vec::new());
+                }
+                Ok(n) => {
+                    self.activity.set(now_ms());
+                    let sent = self.send_all(to, &buf[..n]).await;
+                    pool.give_back(buf);
+                    sent.map(|()| n)
+                }
+                Err(e) => {
+                    pool.give_back(buf);
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        return Err(e);
+                    }
+                    wait = true;
+                    continue;
+                }
+            };
+            // A short read most likely emptied the socket: wait for the next bytes rather
+            // than make a recv that would only say so.
+            wait = moved? < CHUNK;
+        }
+    }
+
+    /// Sends all of `bytes`, waiting for room when the socket's send buffer is full; no
+    /// progress within `send` fails the direction.
+    async fn send_all(&self, to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            match send(to, bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    self.moved.set(self.moved.get() + n as u64);
+                    self.activity.set(now_ms());
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match crate::timer::timeout(self.send, to.writable(false)).await {
+                        Ok(ready) => ready?,
+                        Err(_) => {
+                            return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled"));
+                        }
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One `recv(2)` that never waits (`MSG_DONTWAIT`: monoio's io_uring sockets are
+/// blocking), into `buf`'s spare room up to [`CHUNK`]; `EAGAIN` is `WouldBlock`.
+fn recv(from: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    buf.clear();
+    if buf.capacity() < CHUNK {
+        buf.reserve(CHUNK);
+    }
+    loop {
+        // SAFETY: recv writes at most CHUNK bytes into the buffer's spare capacity, which
+        // is at least CHUNK; the length is set to what it wrote.
+        let n = unsafe {
+            libc::recv(
+                from.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                CHUNK,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n >= 0 {
+            // SAFETY: the first n bytes were just written by recv.
+            unsafe { buf.set_len(n as usize) };
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// One `send(2)` that never waits and raises no SIGPIPE; `EAGAIN` is `WouldBlock`.
+fn send(to: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: the kernel reads `bytes.len()` bytes from a live slice.
+        let n = unsafe {
+            libc::send(
+                to.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
