@@ -1,83 +1,26 @@
 //! The splice copier, driven by readiness: the bytes go from one socket into a pipe and from
 //! the pipe to the other socket without entering user space, and no kernel thread waits.
 //!
-//! Both sockets stay non-blocking. A direction waits for its source to be readable with the
-//! event loop's readiness wait (an io_uring `PollAdd`, a poll on epoll), then calls
-//! `splice(2)` itself with `SPLICE_F_NONBLOCK`; it waits for the destination to be writable
-//! only when that returns `EAGAIN`. io_uring's own splice cannot do this: it has no
-//! readiness wait for splice and hands every one to an io-wq kernel thread, which then
-//! blocks on a blocking socket, one thread per waiting connection.
+//! A direction waits for its source to be readable with the event loop's readiness wait (an
+//! io_uring `PollAdd`, a poll on epoll), then splices with [`crate::splice::Pipe`]
+//! (non-blocking `splice(2)` from the event loop); it waits for the destination to be
+//! writable only when that returns `EAGAIN`. io_uring's own splice cannot do this: it hands
+//! every splice to an io-wq kernel thread, one blocked thread per waiting connection.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use monoio::net::TcpStream;
 
-use super::{CHUNK, Direction};
+use super::Direction;
 use crate::clock::now_ms;
+use crate::splice::{PIPE_CHUNK, Pipe};
 
 /// Makes both sockets non-blocking, which a splice that must never park the event loop
-/// needs: on io_uring monoio opens and accepts sockets blocking (its operations never block
-/// either way), and a splice on a blocking socket would wait in the syscall. Sockets from the
-/// epoll driver are non-blocking already.
+/// needs (see [`crate::splice::non_blocking`]).
 pub(super) fn non_blocking(sockets: [&TcpStream; 2]) -> io::Result<()> {
-    if monoio::utils::is_legacy() {
-        return Ok(());
-    }
-    for socket in sockets {
-        let mut on: libc::c_int = 1;
-        // SAFETY: FIONBIO reads one int, which lives on the stack for the call.
-        if unsafe { libc::ioctl(socket.as_raw_fd(), libc::FIONBIO, &mut on) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
-/// A pipe whose two ends are non-blocking: the kernel-side buffer a direction splices
-/// through. Empty between two relayed chunks (a chunk is drained before the next is read).
-struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-}
-
-impl Pipe {
-    fn new() -> io::Result<Pipe> {
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: pipe2(2) writes two descriptors into the array, which outlives the call.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: both descriptors were just opened by pipe2 and are owned by no one else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        Ok(Pipe { read, write })
-    }
-}
-
-/// One non-blocking `splice(2)` of up to `len` bytes; `EAGAIN` is `WouldBlock`.
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
-    loop {
-        // SAFETY: both descriptors are open for the call (the relay owns the sockets, the
-        // direction its pipe); null offsets are what splice takes for sockets and pipes.
-        let n = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                flags,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    sockets
+        .into_iter()
+        .try_for_each(crate::splice::non_blocking)
 }
 
 impl Direction<'_> {
@@ -90,19 +33,28 @@ impl Direction<'_> {
         to: &TcpStream,
         wait_first: bool,
     ) -> io::Result<Vec<u8>> {
-        let pipe = Pipe::new()?;
-        let mut wait = wait_first;
+        let mut pipe = Pipe::take()?;
+        let copied = self.splice_loop(from, to, &mut pipe, wait_first).await;
+        // Empty after a whole chunk went out, so it is kept for the next connection.
+        pipe.give_back();
+        copied.map(|()| Vec::new())
+    }
+
+    async fn splice_loop(
+        &self,
+        from: &TcpStream,
+        to: &TcpStream,
+        pipe: &mut Pipe,
+        mut wait: bool,
+    ) -> io::Result<()> {
         loop {
             if wait {
                 // relaxed = false: on epoll ask the kernel, since the event loop's cached
                 // readiness is not cleared by our own splice's EAGAIN.
                 from.readable(false).await?;
             }
-            let n = match splice(from.as_raw_fd(), pipe.write.as_raw_fd(), CHUNK) {
-                Ok(0) => {
-                    self.end_of_stream_now(to)?;
-                    return Ok(Vec::new());
-                }
+            let n = match pipe.fill_from(from, PIPE_CHUNK) {
+                Ok(0) => return self.end_of_stream_now(to),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     wait = true;
@@ -113,20 +65,19 @@ impl Direction<'_> {
             // A small read most likely emptied the socket, and a splice would only say so:
             // wait for the next bytes instead. A large one may have stopped at the pipe's
             // slots (one per page piece), so try again at once.
-            wait = n < CHUNK / 4;
+            wait = n < PIPE_CHUNK / 4;
             self.activity.set(now_ms());
-            self.drain(&pipe, to, n).await?;
+            self.drain(pipe, to).await?;
         }
     }
 
-    /// Moves the `left` bytes in `pipe` out to `to`, waiting for room when the socket's
-    /// send buffer is full; no progress within `send` fails the direction.
-    async fn drain(&self, pipe: &Pipe, to: &TcpStream, mut left: usize) -> io::Result<()> {
-        while left > 0 {
-            match splice(pipe.read.as_raw_fd(), to.as_raw_fd(), left) {
+    /// Moves what `pipe` holds out to `to`, waiting for room when the socket's send buffer
+    /// is full; no progress within `send` fails the direction.
+    async fn drain(&self, pipe: &mut Pipe, to: &TcpStream) -> io::Result<()> {
+        while pipe.held() > 0 {
+            match pipe.drain_to(to) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => {
-                    left -= written;
                     self.moved.set(self.moved.get() + written as u64);
                     self.activity.set(now_ms());
                 }
