@@ -33,6 +33,9 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
+mod list;
+pub use list::HeaderList;
+
 /// Most headers one head may carry; more is 431.
 pub const MAX_HEADERS: usize = 128;
 
@@ -97,7 +100,7 @@ pub struct RequestHead {
     /// part after the authority (or `/` when empty). What is forwarded upstream.
     pub path: Range<usize>,
     pub version: Version,
-    pub headers: Vec<HeaderPos>,
+    pub headers: HeaderList,
     pub body: RequestBody,
     /// Host to route on: the authority of an absolute-form target, else the Host header;
     /// without the port. Not lower-cased (compare case-insensitively).
@@ -224,7 +227,7 @@ pub struct ResponseHead {
     pub version: Version,
     /// The reason phrase (may be empty).
     pub reason: Range<usize>,
-    pub headers: Vec<HeaderPos>,
+    pub headers: HeaderList,
     pub body: ResponseBody,
     /// The server lets us reuse the connection after this response.
     pub keep_alive: bool,
@@ -587,12 +590,9 @@ impl Scan {
 }
 
 /// Records every header's position and hop flag, and what the framing headers say.
-fn scan_headers(
-    buf: &[u8],
-    raw: &[httparse::Header<'_>],
-) -> Result<(Vec<HeaderPos>, Scan), HeadError> {
+fn scan_headers(buf: &[u8], raw: &[httparse::Header<'_>]) -> Result<(HeaderList, Scan), HeadError> {
     let mut scan = Scan::default();
-    let mut headers = Vec::with_capacity(raw.len());
+    let mut headers = HeaderList::with_capacity(raw.len());
     for (i, h) in raw.iter().enumerate() {
         let name = span(buf, h.name.as_bytes())?;
         let value = span(buf, h.value)?;

@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::http::head::{RequestBody, RequestHead, Version};
+use crate::http::head::{HeaderList, RequestBody, RequestHead, Version};
 use crate::template::{self, Var, VarSource};
 
 /// What is known about one request while it is proxied; renders templates for it.
@@ -270,7 +270,7 @@ pub fn partial_head(received: &[u8]) -> RequestHead {
         target: target.clone(),
         path: target,
         version,
-        headers: Vec::new(),
+        headers: HeaderList::default(),
         body: RequestBody::None,
         host: None,
         keep_alive: false,
