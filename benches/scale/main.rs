@@ -431,7 +431,8 @@ fn header(env: &Env, notes: &[String]) -> String {
          benches/e2e (tuned nginx: `keepalive 256;`, `proxy_buffers 32 8k;`, \
          `proxy_max_temp_file_size 0;`, keep-alive never cut) but for the workers \
          (ringway `workers`, nginx `worker_processes`, HAProxy `nbthread`) and the balancer \
-         (ringway `least_conn`, nginx `least_conn;`, HAProxy `balance leastconn`)\n",
+         (ringway `least_conn`, nginx `least_conn;` with `zone backends 64k;` so that its \
+         counts are per process as ringway's, HAProxy `balance leastconn`)\n",
         kernel.trim(),
         k.connections,
         k.secs,
