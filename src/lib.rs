@@ -44,6 +44,7 @@ pub mod log;
 pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
+pub mod splice;
 pub mod tcp;
 pub mod template;
 #[cfg(test)]

@@ -29,6 +29,7 @@ use crate::http::proxy::{Downstream, client_body_status};
 use crate::http::queued::{self, Slot};
 use crate::http::retry_after;
 use crate::http::rewrite::{DownFraming, ResponseHeadOut, request_head, response_head};
+use crate::http::spliced::{HEAD_READ, LONG_BODY};
 use crate::http::stream::{
     CopyEnd, CopyError, CopyEvent, CopyTimeouts, RequestBodyState, StreamError, UpFraming,
     copy_response,
@@ -517,6 +518,7 @@ async fn attempt(
             }
             Err(f) => return Err(f),
         };
+        up.long_bodies = matches!(resp.body, ResponseBody::Length(n) if n >= LONG_BODY);
         let attempt_try = vars.current_try();
         attempt_try.response_head(resp.status);
         if let Some(waited) = attempt_try.first_byte {
@@ -760,7 +762,14 @@ async fn read_response_head(
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let fill = conn.up_in.fill(&mut up.stream, STREAM_CHUNK, left);
+        // After a long body, a small read: the next long body stays in the socket for the
+        // splice (`http::spliced`).
+        let most = if up.long_bodies {
+            HEAD_READ
+        } else {
+            STREAM_CHUNK
+        };
+        let fill = conn.up_in.fill_at_most(&mut up.stream, most, left);
         let Some(filled) = unless_client_leaves(fill, &conn.stream).await else {
             // Closing the server connection (by dropping it) is how the server learns to
             // stop working on an answer nobody will read: a GPU generation, say.

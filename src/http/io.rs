@@ -91,6 +91,30 @@ impl Inbound {
         }
     }
 
+    /// [`Inbound::fill`], taking no more than `most` bytes: what is not taken stays in the
+    /// socket (a long body, for `http::spliced`).
+    pub async fn fill_at_most<S: AsyncReadRent>(
+        &mut self,
+        stream: &mut S,
+        most: usize,
+        timeout: Duration,
+    ) -> io::Result<usize> {
+        self.make_room(most);
+        let buf = std::mem::take(&mut self.buf);
+        let len = buf.len();
+        let read = stream.read(buf.slice_mut(len..len + most));
+        match crate::timer::timeout(timeout, read).await {
+            Ok((result, slice)) => {
+                self.buf = slice.into_inner();
+                result
+            }
+            Err(_) => {
+                self.pos = 0;
+                Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"))
+            }
+        }
+    }
+
     /// Ensures at least `want` bytes of free space after the pending bytes, moving them to
     /// the front first so the buffer does not grow while data flows through it.
     fn make_room(&mut self, want: usize) {
@@ -205,6 +229,10 @@ pub async fn write_gathered<S: AsyncWriteRent>(
     let (head, body) = gather.into_parts();
     let written = match result {
         Ok(w) => w,
+        // A socket made non-blocking for a splice (`http::spliced`): the io_uring of older
+        // kernels answers a gathered write on a non-blocking file with EAGAIN instead of
+        // waiting. The plain writes below (send operations) wait.
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
         Err(e) => return (Err(e), head, body),
     };
     let head_len = head.len();

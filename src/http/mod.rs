@@ -12,6 +12,7 @@ pub mod queued;
 pub mod retry_after;
 pub mod rewrite;
 pub mod scratch;
+pub mod spliced;
 pub mod stream;
 pub mod vars;
 pub mod watch;

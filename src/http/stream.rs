@@ -14,6 +14,7 @@ use crate::http::gzip::Encoder;
 use crate::http::head::{RequestBody, parse_response};
 use crate::http::io::{GATHER_FROM, Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::DownFraming;
+use crate::http::spliced::{Deadlines, SPLICE_FROM, splice_body};
 use crate::http::watch::{Peeked, peek, unless_client_leaves};
 use crate::snapshot::Listener;
 
@@ -484,6 +485,16 @@ pub async fn copy_response(
         if let Some(end) = done {
             return (Ok(end), out, sent);
         }
+        if let Some(rest) = splice_rest(&framing, down, gzip.is_some(), up_in, &out) {
+            let deadlines = Deadlines {
+                read: read_timeout,
+                send: send_timeout,
+            };
+            let spliced = splice_body(upstream, client, rest, deadlines, &mut sent, events);
+            if let Some(done) = spliced.await {
+                return (done.map(|()| CopyEnd::Complete), out, sent);
+            }
+        }
         // Between two reads the server may work for long (the next token): a client that
         // leaves meanwhile ends the copy at once, and the server connection is closed.
         let fill = up_in.fill(upstream, STREAM_CHUNK, read_timeout);
@@ -535,6 +546,29 @@ fn compressed(
     )?;
     gz.compress(done.is_some(), down, out)?;
     Ok((done, n))
+}
+
+/// What is left of a body that goes through a pipe (see `http::spliced`): a long enough
+/// rest of a Content-Length body passed on unchanged, with nothing of it left in user space.
+fn splice_rest(
+    framing: &UpFraming,
+    down: DownFraming,
+    gzip: bool,
+    up_in: &Inbound,
+    out: &[u8],
+) -> Option<u64> {
+    match *framing {
+        UpFraming::Length(rest)
+            if rest >= SPLICE_FROM
+                && !gzip
+                && matches!(down, DownFraming::Length(_))
+                && up_in.is_empty()
+                && out.is_empty() =>
+        {
+            Some(rest)
+        }
+        _ => None,
+    }
 }
 
 /// Writes and empties `out` (nothing to do when it is empty).

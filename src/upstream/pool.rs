@@ -22,6 +22,8 @@ pub struct Pooled {
     expires_ms: u64,
     /// Came out of the pool rather than from a fresh dial.
     pub reused: bool,
+    /// The last response on it had a long body (see `http::spliced::HEAD_READ`).
+    pub long_bodies: bool,
 }
 
 impl Pooled {
@@ -32,6 +34,7 @@ impl Pooled {
             requests: 0,
             expires_ms: 0,
             reused: false,
+            long_bodies: false,
         }
     }
 }

@@ -39,6 +39,7 @@ mod retries;
 mod routes;
 mod runtime;
 mod smuggling;
+mod spliced;
 mod status_page;
 mod tcp;
 mod timeouts;
