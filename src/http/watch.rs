@@ -25,9 +25,11 @@ pub async fn unless_client_leaves<F: std::future::Future>(
     client: &TcpStream,
 ) -> Option<F::Output> {
     let mut work = std::pin::pin!(work);
+    // On the worker's timer wheel: every response head waits here, and a monoio `Sleep`
+    // would put a 640-byte timer entry into each wait (see `timer`).
     monoio::select! {
         out = &mut work => return Some(out),
-        _ = monoio::time::sleep(WATCH_CLIENT_AFTER) => {}
+        _ = crate::timer::sleep(WATCH_CLIENT_AFTER) => {}
     }
     loop {
         monoio::select! {

@@ -174,3 +174,33 @@ async fn a_server_that_goes_quiet_times_out_as_the_servers_failure() {
     drop(joined(client_side).await);
     joined(server_side).await;
 }
+
+#[monoio::test_all(timer_enabled = true)]
+async fn a_client_that_leaves_while_the_server_is_quiet_ends_the_copy_at_once() {
+    let (up, mut server) = pair();
+    let (client, mut reader) = pair();
+    let server_side = std::thread::spawn(move || {
+        server.write_all(&bytes(40 * 1024, 9)).unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+    });
+    // The client takes the first bytes and hangs up while the server says nothing more.
+    let client_side = std::thread::spawn(move || {
+        let mut got = vec![0u8; 40 * 1024];
+        reader.read_exact(&mut got).unwrap();
+    });
+    let started = Instant::now();
+    let mut sent = 0;
+    let done = splice_body(&up, &client, 100 * 1024, DEADLINES, &mut sent, &|_| {}).await;
+    match done {
+        Some(Err(CopyError::Client(e))) => {
+            assert_eq!(e.kind(), io::ErrorKind::ConnectionAborted)
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "noticed before the server's next bytes, not at the read deadline"
+    );
+    joined(client_side).await;
+    joined(server_side).await;
+}
