@@ -24,13 +24,42 @@ pub const KEEPALIVE_REQUESTS: u32 = 1_000_000;
 /// `ringway-before` (which gets this same config: no `[admin]`, no key an older build would
 /// reject) keep theirs apart.
 pub fn ringway(listen: SocketAddr, backends: &[SocketAddr], dir: &Path, tag: &str) -> String {
+    ringway_shaped(listen, backends, dir, tag, ONE_WORKER)
+}
+
+/// How many event loops a proxy runs and whether it balances by least connections: the
+/// end-to-end benchmark measures [`ONE_WORKER`]; the scaling benchmark varies both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// ringway `workers`, nginx `worker_processes`, HAProxy `nbthread`.
+    pub workers: u32,
+    /// ringway `least_conn`, nginx `least_conn;`, HAProxy `balance leastconn`; else each
+    /// one's round robin.
+    pub least_conn: bool,
+}
+
+/// One worker, round robin: what every proxy runs with in `benches/e2e`.
+pub const ONE_WORKER: Shape = Shape {
+    workers: 1,
+    least_conn: false,
+};
+
+/// [`ringway`] with `shape`'s workers and balancer. The workers stay unpinned: the harness
+/// sets the CPUs the whole process may use with taskset.
+pub fn ringway_shaped(
+    listen: SocketAddr,
+    backends: &[SocketAddr],
+    dir: &Path,
+    tag: &str,
+    shape: Shape,
+) -> String {
     let servers: Vec<String> = backends
         .iter()
         .map(|b| format!("  {{ addr = \"{b}\" }},"))
         .collect();
     format!(
         r#"[runtime]
-workers = 1
+workers = {workers}
 pin_workers = false
 
 [log]
@@ -46,7 +75,7 @@ upstream = "backends"
 keepalive_requests = {KEEPALIVE_REQUESTS}
 
 [upstreams.backends]
-balance = "round_robin"
+balance = "{balance}"
 keepalive = {UPSTREAM_KEEPALIVE}
 keepalive_requests = {KEEPALIVE_REQUESTS}
 servers = [
@@ -55,6 +84,12 @@ servers = [
 "#,
         err = dir.join(format!("{tag}-error.log")).display(),
         servers = servers.join("\n"),
+        workers = shape.workers,
+        balance = if shape.least_conn {
+            "least_conn"
+        } else {
+            "round_robin"
+        },
     )
 }
 
@@ -63,13 +98,32 @@ servers = [
 /// `proxy_buffers 32 8k` so a 64 KiB answer fits in memory, `proxy_max_temp_file_size 0`
 /// so nothing is ever buffered to disk, and no request count that cuts keep-alive.
 pub fn nginx(listen: SocketAddr, backends: &[SocketAddr], dir: &Path) -> String {
+    nginx_shaped(listen, backends, dir, "nginx", ONE_WORKER)
+}
+
+/// [`nginx`] with `shape`'s `worker_processes` and balancer; `tag` names its files, so that
+/// several can run side by side.
+pub fn nginx_shaped(
+    listen: SocketAddr,
+    backends: &[SocketAddr],
+    dir: &Path,
+    tag: &str,
+    shape: Shape,
+) -> String {
     let servers: Vec<String> = backends
         .iter()
         .map(|b| format!("        server {b};"))
         .collect();
+    // least_conn counts per process only with a `zone` (without one each worker counts its
+    // own requests); ringway's counts are per process, so nginx gets the zone with it.
+    let balance = if shape.least_conn {
+        "        least_conn;\n        zone backends 64k;\n"
+    } else {
+        ""
+    };
     let body = format!(
         r#"    upstream backends {{
-{servers}
+{balance}{servers}
         keepalive {UPSTREAM_KEEPALIVE};
         keepalive_requests {KEEPALIVE_REQUESTS};
     }}
@@ -80,7 +134,7 @@ pub fn nginx(listen: SocketAddr, backends: &[SocketAddr], dir: &Path) -> String 
 "#,
         servers = servers.join("\n"),
     );
-    nginx_main(dir, "nginx", "warn", "", &body)
+    nginx_main_with(dir, tag, shape.workers, "warn", "", &body)
 }
 
 /// The backends: one nginx worker (on the load CPU, beside wrk) running a static server per
@@ -90,6 +144,12 @@ pub fn nginx(listen: SocketAddr, backends: &[SocketAddr], dir: &Path) -> String 
 /// the run. `X-Backend` names the port that answered, which the reload benchmark reads to
 /// tell which weights a proxy is using, as it does from `ringway backend`.
 pub fn nginx_backend(backends: &[SocketAddr], dir: &Path) -> String {
+    nginx_backend_with(backends, dir, 1)
+}
+
+/// [`nginx_backend`] with `workers` nginx workers (the scaling benchmark's backends share
+/// both CPUs with everything else, and one worker could be what limits two proxy workers).
+pub fn nginx_backend_with(backends: &[SocketAddr], dir: &Path, workers: u32) -> String {
     let www = dir.join("www");
     let servers: Vec<String> = backends
         .iter()
@@ -115,7 +175,7 @@ pub fn nginx_backend(backends: &[SocketAddr], dir: &Path) -> String {
 {servers}"#,
         servers = servers.concat(),
     );
-    nginx_main(dir, "backend", "warn", "", &body)
+    nginx_main_with(dir, "backend", workers, "warn", "", &body)
 }
 
 /// What `proxy` is configured with, for the report's header. Every `quoted` fragment is
@@ -184,9 +244,21 @@ pub fn nginx_main(
     main_extra: &str,
     http_body: &str,
 ) -> String {
+    nginx_main_with(dir, tag, 1, log_level, main_extra, http_body)
+}
+
+/// [`nginx_main`] with `workers` worker processes.
+pub fn nginx_main_with(
+    dir: &Path,
+    tag: &str,
+    workers: u32,
+    log_level: &str,
+    main_extra: &str,
+    http_body: &str,
+) -> String {
     let d = dir.display();
     format!(
-        r#"worker_processes 1;
+        r#"worker_processes {workers};
 daemon off;
 master_process on;
 pid {d}/{tag}.pid;
@@ -222,12 +294,19 @@ pub const HAPROXY_DEFAULTS: &str = "defaults
 /// descriptor need from it (about 2 per connection) and refuses to start when the nofile limit
 /// cannot be raised that far; 4096 is plenty for wrk's connections.
 pub fn haproxy(listen: SocketAddr, backends: &[SocketAddr]) -> String {
+    haproxy_shaped(listen, backends, ONE_WORKER)
+}
+
+/// [`haproxy`] with `shape`'s `nbthread` and balancer. `pool-max-conn` is per server and
+/// shared by the threads (HAProxy's idle pool is per process), so it stays as it is.
+pub fn haproxy_shaped(listen: SocketAddr, backends: &[SocketAddr], shape: Shape) -> String {
     let pool = UPSTREAM_KEEPALIVE / backends.len().max(1) as u32;
     haproxy_with(
         HAPROXY_DEFAULTS,
         listen,
         &format!("    default-server pool-max-conn {pool}\n"),
         backends,
+        shape,
     )
 }
 
@@ -235,7 +314,7 @@ pub fn haproxy(listen: SocketAddr, backends: &[SocketAddr]) -> String {
 /// per client connection. Not a peer (it does less work than an HTTP proxy must); it is the
 /// reference line of issue 6, the floor an HTTP proxy's CPU per request is set against.
 pub fn haproxy_tcp(listen: SocketAddr, backends: &[SocketAddr]) -> String {
-    haproxy_with(HAPROXY_TCP_DEFAULTS, listen, "", backends)
+    haproxy_with(HAPROXY_TCP_DEFAULTS, listen, "", backends, ONE_WORKER)
 }
 
 /// The `defaults` of [`haproxy_tcp`]: [`HAPROXY_DEFAULTS`]' timeouts without the HTTP options.
@@ -251,6 +330,7 @@ fn haproxy_with(
     listen: SocketAddr,
     server_defaults: &str,
     backends: &[SocketAddr],
+    shape: Shape,
 ) -> String {
     let servers: Vec<String> = backends
         .iter()
@@ -259,7 +339,7 @@ fn haproxy_with(
         .collect();
     format!(
         r#"global
-    nbthread 1
+    nbthread {threads}
     maxconn 4096
 
 {defaults}
@@ -268,9 +348,15 @@ frontend bench
     default_backend backends
 
 backend backends
-    balance roundrobin
+    balance {balance}
 {server_defaults}{servers}
 "#,
         servers = servers.join("\n"),
+        threads = shape.workers,
+        balance = if shape.least_conn {
+            "leastconn"
+        } else {
+            "roundrobin"
+        },
     )
 }

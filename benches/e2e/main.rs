@@ -22,7 +22,7 @@ mod reload;
 mod report;
 mod targets;
 
-use procs::{Proc, check_interrupted};
+use procs::{Proc, check_interrupted, expect_sizes, nginx_args, write_file};
 use report::{Cell, Sample};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -428,35 +428,6 @@ pub fn start_each<T>(
 
 fn ringway_bin() -> &'static str {
     env!("CARGO_BIN_EXE_ringway")
-}
-
-fn nginx_args(dir: &Path, conf: &Path, tag: &str) -> Vec<String> {
-    let error_log = dir.join(format!("{tag}-error.log"));
-    // -e: the log nginx writes before it has read the config (not /var/log/nginx).
-    [("-p", dir), ("-e", error_log.as_path()), ("-c", conf)]
-        .iter()
-        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
-        .collect()
-}
-
-fn write_file(dir: &Path, name: &str, text: &str) -> Result<PathBuf, String> {
-    let path = dir.join(name);
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
-}
-
-/// `GET /size/N` answers 200 with at least N body bytes, for every size.
-fn expect_sizes(addr: SocketAddr, sizes: &[u64]) -> Result<(), String> {
-    for &size in sizes {
-        let (status, body) = procs::http_get(addr, &format!("/size/{size}"))?;
-        if status != 200 || (body.len() as u64) < size {
-            return Err(format!(
-                "GET /size/{size}: status {status}, {} body bytes",
-                body.len()
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Writes the proxy's config, starts it pinned to the proxy CPU and checks it proxies.

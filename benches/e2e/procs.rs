@@ -121,8 +121,8 @@ pub fn run_capture(
 }
 
 /// `program args` pinned to `cpu` with taskset, which execs the program, so the PID of the
-/// child is the program's own.
-pub fn pinned(cpu: usize, program: &Path, args: &[String]) -> Command {
+/// child is the program's own. `cpu` is a taskset CPU list: `1`, or `0,1` for either.
+pub fn pinned(cpu: impl std::fmt::Display, program: &Path, args: &[String]) -> Command {
     let mut cmd = Command::new(find_tool("taskset").unwrap_or_else(|| "taskset".into()));
     cmd.arg("-c").arg(cpu.to_string()).arg(program).args(args);
     cmd
@@ -141,7 +141,7 @@ impl Proc {
     /// Starts `program args` pinned to `cpu` with taskset, output appended to `log`.
     pub fn spawn(
         name: &str,
-        cpu: usize,
+        cpu: impl std::fmt::Display,
         program: &Path,
         args: &[String],
         log: &Path,
@@ -317,4 +317,35 @@ pub fn tail(text: &str, max: usize) -> String {
         start += 1;
     }
     text[start..].trim().replace('\n', " | ")
+}
+
+/// nginx's command line for `conf`, with every path it writes under `dir`.
+pub fn nginx_args(dir: &Path, conf: &Path, tag: &str) -> Vec<String> {
+    let error_log = dir.join(format!("{tag}-error.log"));
+    // -e: the log nginx writes before it has read the config (not /var/log/nginx).
+    [("-p", dir), ("-e", error_log.as_path()), ("-c", conf)]
+        .iter()
+        .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+        .collect()
+}
+
+/// Writes `text` to `dir/name`; returns the path.
+pub fn write_file(dir: &Path, name: &str, text: &str) -> Result<PathBuf, String> {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// `GET /size/N` answers 200 with at least N body bytes, for every size.
+pub fn expect_sizes(addr: SocketAddr, sizes: &[u64]) -> Result<(), String> {
+    for &size in sizes {
+        let (status, body) = http_get(addr, &format!("/size/{size}"))?;
+        if status != 200 || (body.len() as u64) < size {
+            return Err(format!(
+                "GET /size/{size}: status {status}, {} body bytes",
+                body.len()
+            ));
+        }
+    }
+    Ok(())
 }

@@ -74,7 +74,7 @@ pub(super) fn pick(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{group, server};
+    use super::super::tests::{as_worker, group, server};
     use super::super::{LocalCursor, Pick, PickKey, Policy, Tried};
 
     fn next(peers: &super::Peers, cursor: &mut LocalCursor) -> usize {
@@ -144,6 +144,42 @@ mod tests {
         // Loaded servers drop out of the tie, still more than the slots: the scanned path.
         (0..30).for_each(|idx| peers.begin(idx));
         assert!((0..100).all(|_| next(&peers, &mut cursor) >= 30));
+    }
+
+    #[test]
+    fn counts_are_per_process_across_workers() {
+        // Two workers, each counting on its own lane: what one has open, the other's pick sees.
+        let peers = group(Policy::LeastConn, vec![server(1), server(1), server(1)]).with_workers(2);
+        as_worker(0, || {
+            peers.begin(0);
+            peers.begin(0);
+            peers.begin(1);
+        });
+        as_worker(1, || {
+            let mut cursor = LocalCursor::new(&peers, 1);
+            assert_eq!(next(&peers, &mut cursor), 2);
+            peers.begin(2);
+            peers.begin(2);
+            // 2, 1, 2 open: server 1 has the fewest, whichever worker opened them.
+            assert_eq!(next(&peers, &mut cursor), 1);
+        });
+        assert_eq!(
+            [peers.active(0), peers.active(1), peers.active(2)],
+            [2, 1, 2]
+        );
+    }
+
+    #[test]
+    fn a_request_may_end_on_another_worker_than_it_began() {
+        // A queue grant counted by the worker that freed the slot ends on the waiter's.
+        let peers = group(Policy::LeastConn, vec![server(1), server(1)]).with_workers(2);
+        as_worker(0, || (0..3).for_each(|_| peers.begin(0)));
+        as_worker(1, || (0..2).for_each(|_| peers.end(0)));
+        assert_eq!(peers.active(0), 1);
+        let mut cursor = LocalCursor::new(&peers, 0);
+        assert_eq!(next(&peers, &mut cursor), 1);
+        as_worker(1, || peers.end(0));
+        assert_eq!(peers.active(0), 0);
     }
 
     #[test]

@@ -1,8 +1,20 @@
 //! Per-server process-wide marks: active request counts and passive-health state, as atomics.
 //!
-//! These are the only parts of a group that every worker writes. Each server's active count
-//! sits alone on its cache line because it is written at the start and end of every request;
-//! the health marks sit on another line that is written only on failures, so reading them on
+//! These are the only parts of a group that every worker writes. A server's active count is
+//! written at the start and at the end of every request, so it can be split into *lanes*, one
+//! per worker, each alone on its cache line: a worker adds and subtracts on its own lane only
+//! ([`enter_worker`] says which), and the count is the sum of the lanes. With one lane for
+//! all, the line moves between the cores twice per request; with a lane per worker, a
+//! worker's writes stay in its core's cache until someone reads the sum. Groups whose picks
+//! read the counts (least_conn and the other load-aware policies) are given one lane, so a
+//! pick reads one line per server (`Peers::with_workers` decides).
+//!
+//! A server with `max_conns` counts on lane 0 whichever worker it is, with a
+//! compare-and-swap against the sum, so that the cap stays exact. Lanes add up with wrapping
+//! arithmetic, so a request may start on one lane and end on another (a queue grant taken by
+//! another worker, a reload that changed `max_conns`) and the sum stays right.
+//!
+//! The health marks sit on another line that is written only on failures, so reading them on
 //! every pick stays a shared-cache hit. All orderings are `Relaxed`: a mark publishes no other
 //! data, it only has to be atomic.
 //!
@@ -11,6 +23,7 @@
 //! requests still running on the old snapshot then end on the counter the new one reads,
 //! and a failure mark or probe verdict survives the reload.
 
+use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
@@ -28,15 +41,33 @@ const AT_BITS: u32 = 40;
 const AT_MASK: u64 = (1 << AT_BITS) - 1;
 const MAX_OTHERS: u64 = (1 << (64 - AT_BITS)) - 1;
 
-/// Requests in flight on one server, process-wide (least_conn, random_two and max_conns),
-/// and least_time's estimate of its time to first byte: written at the start and the end of
-/// every request alike, so they share the line that bounces anyway.
+/// Most lanes a server's count is split into: beyond this many workers, workers share lanes
+/// (worker `id` uses lane `id % lanes`), which stays correct and only costs some sharing. It
+/// bounds the memory (64 bytes a lane a server) and what a least_conn pick reads.
+pub const MAX_LANES: usize = 16;
+
+thread_local! {
+    /// The lane of the worker running on this thread (0 for any other thread).
+    static LANE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The calling thread is worker `id`: its requests count on lane `id` (modulo the lanes).
+pub fn enter_worker(id: usize) {
+    LANE.with(|lane| lane.set(id));
+}
+
+/// One worker's share of a server's active count. Alone on its cache line: only its worker
+/// writes it (and every worker, where there is one lane). Wrapping: a request that ends on
+/// another lane than it began on leaves this one "negative"; only the sum is meaningful.
 #[repr(align(64))]
 #[derive(Default)]
-struct ActiveMark {
-    count: AtomicU32,
-    time: TimeMark,
-}
+struct Lane(AtomicU32);
+
+/// least_time's estimate of the time to first byte, on a line of its own: every worker
+/// writes it once per answer, and only in groups whose policy uses it.
+#[repr(align(64))]
+#[derive(Default)]
+struct TimeLine(TimeMark);
 
 /// Passive (and active-check) health of one server.
 #[repr(align(64))]
@@ -64,35 +95,99 @@ struct FailMark {
     back_since: AtomicU64,
 }
 
-/// Both marks of one server, each on its own cache line.
-#[derive(Default)]
+/// The marks of one server, each part on its own cache line(s).
 pub(super) struct ServerMarks {
-    active: ActiveMark,
+    /// Lane 0 of the active count, inline: a one-lane count (least_conn) is read without
+    /// following a pointer. A server with `max_conns` counts every worker's requests here.
+    first: Lane,
+    /// Lanes 1 and up, one per further worker (at most [`MAX_LANES`] in all).
+    more: Box<[Lane]>,
+    time: TimeLine,
     fail: FailMark,
 }
 
 impl ServerMarks {
-    /// Counts one more request unless that would exceed `max_conns` (0 = no cap): how the
-    /// wait queue takes a freed slot for a waiter without overshooting the cap.
+    fn new(lanes: usize) -> ServerMarks {
+        ServerMarks {
+            first: Lane::default(),
+            more: (1..lanes.clamp(1, MAX_LANES))
+                .map(|_| Lane::default())
+                .collect(),
+            time: TimeLine::default(),
+            fail: FailMark::default(),
+        }
+    }
+
+    /// This thread's lane (a division only where workers outnumber lanes).
+    #[inline]
+    fn lane(&self) -> &AtomicU32 {
+        let lanes = self.more.len() + 1;
+        let lane = match LANE.with(Cell::get) {
+            _ if lanes == 1 => 0,
+            lane if lane < lanes => lane,
+            lane => lane % lanes,
+        };
+        match lane.checked_sub(1).and_then(|i| self.more.get(i)) {
+            Some(more) => &more.0,
+            None => &self.first.0,
+        }
+    }
+
+    /// Lanes this server's count is split into.
+    #[cfg(test)]
+    pub(super) fn lane_count(&self) -> usize {
+        self.more.len() + 1
+    }
+
+    /// Lanes 1 and up, added up (wrapping: see [`Lane`]).
+    #[inline]
+    fn more_sum(&self) -> u32 {
+        self.more
+            .iter()
+            .fold(0, |sum, lane| sum.wrapping_add(lane.0.load(Relaxed)))
+    }
+
+    /// Active requests; an unmatched `end` reads as zero, never as four billion (which
+    /// would make the server look saturated).
+    #[inline]
+    fn active(&self) -> u32 {
+        non_negative(self.first.0.load(Relaxed).wrapping_add(self.more_sum()))
+    }
+
+    /// Counts one more request unless that would exceed `max_conns` (0 = no cap): how a
+    /// request, and the wait queue for a waiter, takes a slot without overshooting the cap.
+    /// Without a cap it counts on this worker's lane; with one, on lane 0 for every worker,
+    /// so that the check and the count are one compare-and-swap.
     pub(super) fn try_begin(&self, max_conns: u32) -> bool {
         if max_conns == 0 {
-            self.active.count.fetch_add(1, Relaxed);
+            self.lane().fetch_add(1, Relaxed);
             return true;
         }
-        self.active
-            .count
-            .fetch_update(Relaxed, Relaxed, |n| (n < max_conns).then_some(n + 1))
+        // The other lanes of a capped server stay at zero but across a reload that set the cap.
+        let others = self.more_sum();
+        self.first
+            .0
+            .fetch_update(Relaxed, Relaxed, |n| {
+                (non_negative(n.wrapping_add(others)) < max_conns).then_some(n.wrapping_add(1))
+            })
             .is_ok()
     }
 
-    /// Never goes below zero: an unmatched `end` must not make a server look saturated
-    /// (see the callers: `end` on `Marks` and on a grant).
-    pub(super) fn end(&self) {
-        let _ = self
-            .active
-            .count
-            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+    /// The request counted by `try_begin(max_conns)` is over: off the same lane.
+    pub(super) fn end(&self, max_conns: u32) {
+        let lane = if max_conns == 0 {
+            self.lane()
+        } else {
+            &self.first.0
+        };
+        lane.fetch_sub(1, Relaxed);
     }
+}
+
+/// A wrapping sum read as a count: what would be negative is zero.
+#[inline]
+fn non_negative(sum: u32) -> u32 {
+    u32::try_from(sum as i32).unwrap_or(0)
 }
 
 /// The marks of every server of one group, indexed like its servers.
@@ -109,9 +204,12 @@ fn pack(count: u32, start: u64) -> u64 {
 }
 
 impl Marks {
-    pub(super) fn new(servers: usize) -> Marks {
+    /// Marks for `servers` servers, their counts split into `lanes` lanes (the workers).
+    pub(super) fn new(servers: usize, lanes: usize) -> Marks {
         Marks {
-            servers: (0..servers).map(|_| Arc::default()).collect(),
+            servers: (0..servers)
+                .map(|_| Arc::new(ServerMarks::new(lanes)))
+                .collect(),
         }
     }
 
@@ -128,17 +226,14 @@ impl Marks {
         self.servers.get(idx)
     }
 
-    fn active_mark(&self, idx: usize) -> Option<&ActiveMark> {
-        self.servers.get(idx).map(|s| &s.active)
-    }
-
     fn fail_mark(&self, idx: usize) -> Option<&FailMark> {
         self.servers.get(idx).map(|s| &s.fail)
     }
 
+    /// Counts a request on `idx`, cap or not (on this worker's lane).
     pub(super) fn begin(&self, idx: usize) {
-        if let Some(mark) = self.active_mark(idx) {
-            mark.count.fetch_add(1, Relaxed);
+        if let Some(marks) = self.servers.get(idx) {
+            marks.lane().fetch_add(1, Relaxed);
         }
     }
 
@@ -149,22 +244,23 @@ impl Marks {
             .is_some_and(|marks| marks.try_begin(max_conns))
     }
 
-    pub(super) fn end(&self, idx: usize) {
+    /// The request counted by `try_begin(idx, max_conns)` is over.
+    pub(super) fn end(&self, idx: usize, max_conns: u32) {
         if let Some(marks) = self.servers.get(idx) {
-            marks.end();
+            marks.end(max_conns);
         }
     }
 
     /// least_time's estimate of server `idx`'s time to first byte.
     #[inline]
     pub(super) fn time(&self, idx: usize) -> Option<&TimeMark> {
-        self.active_mark(idx).map(|mark| &mark.time)
+        self.servers.get(idx).map(|s| &s.time.0)
     }
 
+    /// Active requests on `idx`, process-wide: every worker's lane.
     #[inline]
     pub(super) fn active(&self, idx: usize) -> u32 {
-        self.active_mark(idx)
-            .map_or(0, |mark| mark.count.load(Relaxed))
+        self.servers.get(idx).map_or(0, |s| s.active())
     }
 
     /// Counts a failure at `now_ms`; marks the server down for `fail_timeout_ms` when the count
@@ -321,21 +417,87 @@ mod tests {
     }
 
     #[test]
-    fn end_without_begin_stays_at_zero() {
-        let marks = Marks::new(1);
-        marks.end(0);
-        assert_eq!(marks.active(0), 0);
-        marks.begin(0);
-        marks.end(0);
-        marks.end(0);
+    fn end_without_begin_reads_as_zero() {
+        for max_conns in [0, 5] {
+            let marks = Marks::new(1, 2);
+            marks.end(0, max_conns);
+            assert_eq!(marks.active(0), 0);
+            marks.begin(0);
+            marks.end(0, max_conns);
+            marks.end(0, max_conns);
+            assert_eq!(marks.active(0), 0);
+            assert!(marks.try_begin(0, 5), "not saturated by an unmatched end");
+        }
+    }
+
+    #[test]
+    fn each_worker_counts_on_its_own_lane() {
+        let marks = Marks::new(1, 2);
+        let server = &marks.servers[0];
+        std::thread::scope(|scope| {
+            for id in [0, 1] {
+                let marks = &marks;
+                scope.spawn(move || {
+                    enter_worker(id);
+                    (0..=id).for_each(|_| marks.begin(0));
+                });
+            }
+        });
+        let lanes = [&server.first, &server.more[0]].map(|l| l.0.load(Relaxed));
+        assert_eq!(
+            lanes,
+            [1, 2],
+            "worker 0 wrote lane 0 only, worker 1 lane 1 only"
+        );
+        assert_eq!(marks.active(0), 3);
+        // Lane lines are cache lines of their own.
+        assert_eq!(std::mem::align_of::<Lane>(), 64);
+        assert_eq!(Marks::new(1, 1000).servers[0].lane_count(), MAX_LANES);
+    }
+
+    #[test]
+    fn max_conns_holds_exactly_while_workers_race_for_the_last_slots() {
+        const CAP: u32 = 7;
+        let marks = Marks::new(1, 4);
+        let taken: u32 = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|id| {
+                    let marks = &marks;
+                    scope.spawn(move || {
+                        enter_worker(id);
+                        (0..1000).filter(|_| marks.try_begin(0, CAP)).count() as u32
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap_or(0)).sum()
+        });
+        assert_eq!((taken, marks.active(0)), (CAP, CAP));
+        marks.end(0, CAP);
+        assert!(marks.try_begin(0, CAP) && !marks.try_begin(0, CAP));
+    }
+
+    #[test]
+    fn uncapped_and_capped_counts_add_up_across_a_changed_cap() {
+        // A reload set max_conns = 2 while one request counted without a cap is open.
+        let marks = Marks::new(1, 2);
+        assert!(marks.try_begin(0, 0));
+        assert!(marks.try_begin(0, 2));
+        assert!(
+            !marks.try_begin(0, 2),
+            "the uncapped request counts against the cap"
+        );
+        // It ends through the new config's `end`, on lane 0: the sum stays right.
+        marks.end(0, 2);
+        assert_eq!(marks.active(0), 1);
+        marks.end(0, 2);
         assert_eq!(marks.active(0), 0);
     }
 
     #[test]
     fn out_of_range_indexes_are_ignored() {
-        let marks = Marks::new(2);
+        let marks = Marks::new(2, 2);
         marks.begin(5);
-        marks.end(5);
+        marks.end(5, 0);
         marks.failed(5, 10, 1, 10);
         marks.succeeded(5);
         marks.set_probe_up(5, false, 1);
@@ -345,7 +507,7 @@ mod tests {
 
     #[test]
     fn marked_server_is_remarked_by_one_failure_until_it_succeeds() {
-        let marks = Marks::new(1);
+        let marks = Marks::new(1, 1);
         marks.failed(0, 1000, 3, 100);
         marks.failed(0, 1010, 3, 100);
         marks.failed(0, 1020, 3, 100);
@@ -363,7 +525,7 @@ mod tests {
 
     #[test]
     fn a_busy_mark_only_grows_and_leaves_health_alone() {
-        let marks = Marks::new(1);
+        let marks = Marks::new(1, 1);
         assert_eq!(marks.busy_until(0), 0);
         marks.set_busy(0, 5000);
         marks.set_busy(0, 3000);
@@ -378,7 +540,7 @@ mod tests {
 
     #[test]
     fn feedback_keeps_its_count_and_time_together() {
-        let marks = Marks::new(1);
+        let marks = Marks::new(1, 1);
         assert_eq!(marks.feedback(0), (0, 0), "never polled");
         marks.set_feedback(0, 7, 9, 123_456);
         assert_eq!((marks.feedback(0), marks.reported(0)), ((7, 123_456), 9));
@@ -389,7 +551,7 @@ mod tests {
 
     #[test]
     fn probe_down_overrides_passive_state() {
-        let marks = Marks::new(1);
+        let marks = Marks::new(1, 1);
         assert!(marks.healthy(0, 5));
         marks.set_probe_up(0, false, 5);
         assert!(!marks.healthy(0, 5));
@@ -399,7 +561,7 @@ mod tests {
 
     #[test]
     fn back_since_is_the_later_of_a_comeback_and_a_passive_mark_ending() {
-        let marks = Marks::new(1);
+        let marks = Marks::new(1, 1);
         assert_eq!(marks.back_since(0), 0);
         marks.failed(0, 1000, 1, 500);
         assert_eq!(marks.back_since(0), 1500);

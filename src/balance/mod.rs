@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use marks::Marks;
+pub use marks::{MAX_LANES, enter_worker};
 use queue::{FreedSlot, Grant, JoinError, Ticket, WaitQueue};
 pub use standing::{Ramp, Standing};
 
@@ -153,6 +154,8 @@ pub struct Peers {
     balance_factor: u32,
     /// `hash_balance_slack`: requests a server takes past its bound (only with a factor).
     balance_slack: u32,
+    /// Workers that count requests on this group (see `with_workers`).
+    workers: usize,
 }
 
 /// Per-worker balancing state for one group (smooth weights, tie cursor, random seed).
@@ -201,7 +204,7 @@ impl Peers {
             Policy::Hash | Policy::Prompt => hash::Ring::build(&servers, &primaries),
             _ => hash::Ring::default(),
         };
-        let marks = Marks::new(servers.len());
+        let marks = Marks::new(servers.len(), 1);
         Peers {
             policy,
             servers,
@@ -216,13 +219,42 @@ impl Peers {
             queued: false,
             balance_factor: 0,
             balance_slack: 0,
+            workers: 1,
         }
+    }
+
+    /// `workers` count requests on this group: where no pick reads the active counts, each
+    /// server's count is split into one lane per worker (up to [`MAX_LANES`]), so counting a
+    /// request writes a cache line no other worker writes (see `marks.rs`). Call while
+    /// building, before `inherit` and before any request is counted.
+    pub fn with_workers(mut self, workers: usize) -> Peers {
+        self.workers = workers;
+        self.marks = Marks::new(self.servers.len(), self.lanes());
+        self
+    }
+
+    /// Lanes per server count. A policy that reads the counts on every pick (least_conn,
+    /// random_two, least_time, prompt's fallback, a `hash_balance_factor` bound) gets one,
+    /// shared by every worker: a pick then reads one line per server, where lanes would make
+    /// it read one per worker, each of them missing whenever its worker counted a request
+    /// since (measured slower than the shared word: README "Scaling"). Round robin, hash
+    /// and ip_hash read counts only for `max_conns` and `/metrics`, so they get a lane per
+    /// worker, and counting a request writes no shared line.
+    fn lanes(&self) -> usize {
+        let reads_counts = self.balance_factor > 0
+            || matches!(
+                self.policy,
+                Policy::LeastConn | Policy::RandomTwo | Policy::LeastTime | Policy::Prompt
+            );
+        if reads_counts { 1 } else { self.workers }
     }
 
     /// Sets `hash_balance_factor` (percent, 0 = off): `hash`, `ip_hash` and `prompt` send a
     /// key past a server whose load is at its bound (see [`hash::Bound`]).
     pub fn with_balance_factor(mut self, percent: u32) -> Peers {
         self.balance_factor = percent;
+        // The bound reads every server's count on every pick: see `lanes`.
+        self.marks = Marks::new(self.servers.len(), self.lanes());
         self
     }
 
@@ -472,7 +504,8 @@ impl Peers {
     /// The request started with `begin(idx)` (or adopted with `adopt`) is over. With a
     /// queue, the freed slot goes to the oldest waiter when the server can still take it.
     pub fn end(&self, idx: usize) {
-        self.marks.end(idx);
+        let max_conns = self.servers.get(idx).map_or(0, |server| server.max_conns);
+        self.marks.end(idx, max_conns);
         if self.queued && self.queue.has_waiters() {
             self.offer(idx);
         }

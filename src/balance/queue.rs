@@ -108,7 +108,7 @@ impl Grant {
 impl Drop for Grant {
     fn drop(&mut self) {
         if self.live {
-            self.marks.end();
+            self.marks.end(self.max_conns);
             if !self.queue.has_waiters() {
                 return;
             }
@@ -246,7 +246,7 @@ impl WaitQueue {
             }
             if waiter.grant.get().is_some() {
                 // It left between our look and the grant: the slot goes to the next one.
-                slot.marks.end();
+                slot.marks.end(slot.max_conns);
             }
         }
     }

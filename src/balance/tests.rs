@@ -30,6 +30,55 @@ pub(crate) fn group(policy: Policy, servers: Vec<Server>) -> Peers {
     Peers::new(policy, servers)
 }
 
+/// Runs `f` on a thread of its own that counts as worker `id` (see `marks::enter_worker`).
+pub(crate) fn as_worker<T: Send>(id: usize, f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                super::enter_worker(id);
+                f()
+            })
+            .join()
+            .expect("worker thread")
+    })
+}
+
+#[test]
+fn counts_split_by_worker_only_where_no_pick_reads_them() {
+    let lanes = |peers: &Peers| peers.marks.server(0).map(|m| m.lane_count());
+    for policy in POLICIES {
+        let peers = group(policy, vec![server(1), server(1)]).with_workers(4);
+        let reads = matches!(
+            policy,
+            Policy::LeastConn | Policy::RandomTwo | Policy::LeastTime | Policy::Prompt
+        );
+        assert_eq!(lanes(&peers), Some(if reads { 1 } else { 4 }), "{policy:?}");
+    }
+    // A bound on hashed loads reads every count on every pick, whichever order it is set in.
+    let bounded = group(Policy::Hash, vec![server(1)])
+        .with_workers(4)
+        .with_balance_factor(150);
+    assert_eq!(lanes(&bounded), Some(1));
+    let many = group(Policy::RoundRobin, vec![server(1)]).with_workers(1000);
+    assert_eq!(lanes(&many), Some(super::MAX_LANES));
+}
+
+#[test]
+fn round_robin_counts_are_per_process_across_workers() {
+    // Each worker counts on its own lane; /metrics, /status and max_conns see the sum.
+    let peers = group(Policy::RoundRobin, vec![server(1), server(1)]).with_workers(2);
+    as_worker(0, || (0..3).for_each(|_| peers.begin(0)));
+    as_worker(1, || peers.begin(0));
+    // Worker 5 of a 2-lane group shares lane 1 with worker 1.
+    as_worker(5, || peers.begin(1));
+    assert_eq!((peers.active(0), peers.active(1)), (4, 1));
+    // A request begun on worker 0 may end on worker 1 (a queue grant): the sum stays right.
+    as_worker(1, || (0..3).for_each(|_| peers.end(0)));
+    assert_eq!(peers.active(0), 1);
+    as_worker(0, || peers.end(0));
+    assert_eq!(peers.active(0), 0);
+}
+
 const POLICIES: [Policy; 7] = [
     Policy::RoundRobin,
     Policy::LeastConn,

@@ -24,17 +24,24 @@ const DEFAULT_PROMPT_PREFIX: u64 = 2048;
 const MAX_WEIGHT: i64 = 1_000_000;
 
 /// Every group, in the order of their names (the map is sorted), which is `GroupId` order.
+/// `workers` is how many workers will count requests (see [`Peers::with_workers`]).
 pub fn groups(
     r: &mut Report<'_, '_>,
     raw: Option<&BTreeMap<Spanned<String>, Spanned<RawUpstream>>>,
+    workers: usize,
 ) -> Vec<Arc<Group>> {
     raw.into_iter()
         .flatten()
-        .map(|(name, table)| Arc::new(group(r, name, table)))
+        .map(|(name, table)| Arc::new(group(r, name, table, workers)))
         .collect()
 }
 
-fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpstream>) -> Group {
+fn group(
+    r: &mut Report<'_, '_>,
+    name: &Spanned<String>,
+    table: &Spanned<RawUpstream>,
+    workers: usize,
+) -> Group {
     let base = join("upstreams", name.get_ref());
     r.name(name.get_ref(), &name.span(), &base);
     let raw = table.get_ref();
@@ -71,6 +78,7 @@ fn group(r: &mut Report<'_, '_>, name: &Spanned<String>, table: &Spanned<RawUpst
     Group {
         name: name.get_ref().clone(),
         peers: Peers::new(policy, servers)
+            .with_workers(workers)
             .with_slow_start(slow_start)
             .with_queue(queue.is_some())
             .with_balance_factor(balance_factor(r, raw, &base, policy))

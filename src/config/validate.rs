@@ -39,7 +39,7 @@ pub fn build(
     path: &Path,
     generation: u64,
 ) -> Snapshot {
-    let groups = groups(report, raw.upstreams.as_ref());
+    let groups = groups(report, raw.upstreams.as_ref(), workers_wanted(raw));
     let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
     let listeners = listeners(report, raw.listener.as_deref(), &names, &groups);
     let admin = raw.admin.as_ref().and_then(|a| {
@@ -67,6 +67,19 @@ pub fn build(
     };
     snapshot.find_needs();
     snapshot
+}
+
+/// The workers the config asks for, before `runtime` checks the value (and reports what is
+/// wrong with it): the balancer splits its per-server counts by worker.
+fn workers_wanted(raw: &RawConfig) -> usize {
+    let workers = raw
+        .runtime
+        .as_ref()
+        .and_then(|r| r.get_ref().workers.as_ref());
+    match workers.map(|w| *w.get_ref()) {
+        Some(Workers::Count(n)) if (1..=MAX_WORKERS).contains(&n) => n as usize,
+        _ => online_cores(),
+    }
 }
 
 fn runtime(r: &mut Report<'_, '_>, raw: Option<&RawRuntime>) -> RuntimeSettings {

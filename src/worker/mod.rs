@@ -268,6 +268,8 @@ pub async fn run(
     listeners: Vec<(SocketAddr, std::net::TcpListener)>,
     inbox: InboxEnd,
 ) {
+    // Requests this thread counts on a server go on this worker's lane (`balance::marks`).
+    crate::balance::enter_worker(id);
     let worker = Rc::new(Worker::new(id, driver, current));
     for (bind, listener) in listeners {
         worker.start_accepting(bind, listener);
