@@ -75,20 +75,8 @@ impl Inbound {
         timeout: Duration,
     ) -> io::Result<usize> {
         self.make_room(want);
-        let buf = std::mem::take(&mut self.buf);
-        let len = buf.len();
-        let read = stream.read(buf.slice_mut(len..));
-        match crate::timer::timeout(timeout, read).await {
-            Ok((result, slice)) => {
-                self.buf = slice.into_inner();
-                result
-            }
-            Err(_) => {
-                // The buffer went with the cancelled read; the caller closes this stream.
-                self.pos = 0;
-                Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"))
-            }
-        }
+        let room = self.buf.capacity() - self.buf.len();
+        self.read_into_room(stream, room, timeout).await
     }
 
     /// [`Inbound::fill`], taking no more than `most` bytes: what is not taken stays in the
@@ -100,15 +88,27 @@ impl Inbound {
         timeout: Duration,
     ) -> io::Result<usize> {
         self.make_room(most);
+        self.read_into_room(stream, most, timeout).await
+    }
+
+    /// One read of at most `n` bytes into the free space after the pending bytes (which
+    /// [`Inbound::make_room`] made at least `n`).
+    async fn read_into_room<S: AsyncReadRent>(
+        &mut self,
+        stream: &mut S,
+        n: usize,
+        timeout: Duration,
+    ) -> io::Result<usize> {
         let buf = std::mem::take(&mut self.buf);
         let len = buf.len();
-        let read = stream.read(buf.slice_mut(len..len + most));
+        let read = stream.read(buf.slice_mut(len..len + n));
         match crate::timer::timeout(timeout, read).await {
             Ok((result, slice)) => {
                 self.buf = slice.into_inner();
                 result
             }
             Err(_) => {
+                // The buffer went with the cancelled read; the caller closes this stream.
                 self.pos = 0;
                 Err(io::Error::new(io::ErrorKind::TimedOut, "read timed out"))
             }

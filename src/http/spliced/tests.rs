@@ -3,44 +3,23 @@
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use monoio::io::AsyncReadRent;
 
 use super::*;
-
-/// A connected pair: the monoio end the copy uses, the std end a test thread drives.
-fn pair() -> (TcpStream, std::net::TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let far = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (near, _) = listener.accept().unwrap();
-    near.set_nonblocking(true).unwrap();
-    (TcpStream::from_std(near).unwrap(), far)
-}
+use crate::testing::{joined, pattern, socket_pair};
 
 const DEADLINES: Deadlines = Deadlines {
     read: Duration::from_secs(5),
     send: Duration::from_secs(5),
 };
 
-/// Waits for a test thread while the runtime goes on (a blocking join would stall the ring).
-async fn joined<T>(side: std::thread::JoinHandle<T>) -> T {
-    while !side.is_finished() {
-        monoio::time::sleep(Duration::from_millis(2)).await;
-    }
-    side.join().unwrap()
-}
-
-fn bytes(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
-}
-
 #[monoio::test_all(timer_enabled = true)]
 async fn a_long_body_arrives_whole_and_what_follows_it_stays_in_the_socket() {
-    let (mut up, mut server) = pair();
-    let (client, mut reader) = pair();
-    let body = bytes(700 * 1024, 7);
+    let (mut up, mut server) = socket_pair();
+    let (client, mut reader) = socket_pair();
+    let body = pattern(700 * 1024, 7);
     let sent_body = body.clone();
     // The body comes in pieces with pauses (readiness waits), then the next response.
     let server_side = std::thread::spawn(move || {
@@ -80,10 +59,10 @@ async fn a_long_body_arrives_whole_and_what_follows_it_stays_in_the_socket() {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn a_server_that_closes_mid_body_is_the_servers_failure() {
-    let (up, mut server) = pair();
-    let (client, mut reader) = pair();
+    let (up, mut server) = socket_pair();
+    let (client, mut reader) = socket_pair();
     let server_side = std::thread::spawn(move || {
-        server.write_all(&bytes(100 * 1024, 1)).unwrap();
+        server.write_all(&pattern(100 * 1024, 1)).unwrap();
     });
     let client_side = std::thread::spawn(move || {
         let mut got = Vec::new();
@@ -108,8 +87,8 @@ async fn a_server_that_closes_mid_body_is_the_servers_failure() {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn a_client_that_takes_nothing_is_let_go_after_the_send_timeout() {
-    let (up, mut server) = pair();
-    let (client, reader) = pair();
+    let (up, mut server) = socket_pair();
+    let (client, reader) = socket_pair();
     // A small send buffer: the body backs up after the receiver's window, not after MiBs.
     let small: libc::c_int = 16 * 1024;
     use std::os::fd::AsRawFd;
@@ -125,7 +104,7 @@ async fn a_client_that_takes_nothing_is_let_go_after_the_send_timeout() {
     }
     let total = 16 * 1024 * 1024;
     let server_side = std::thread::spawn(move || {
-        let piece = bytes(256 * 1024, 3);
+        let piece = pattern(256 * 1024, 3);
         let mut written = 0;
         while written < total && server.write_all(&piece).is_ok() {
             written += piece.len();
@@ -149,10 +128,10 @@ async fn a_client_that_takes_nothing_is_let_go_after_the_send_timeout() {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn a_server_that_goes_quiet_times_out_as_the_servers_failure() {
-    let (up, mut server) = pair();
-    let (client, mut reader) = pair();
+    let (up, mut server) = socket_pair();
+    let (client, mut reader) = socket_pair();
     let server_side = std::thread::spawn(move || {
-        server.write_all(&bytes(40 * 1024, 5)).unwrap();
+        server.write_all(&pattern(40 * 1024, 5)).unwrap();
         std::thread::sleep(Duration::from_millis(800));
     });
     // The client stays (a client that leaves is a different ending).
@@ -177,10 +156,10 @@ async fn a_server_that_goes_quiet_times_out_as_the_servers_failure() {
 
 #[monoio::test_all(timer_enabled = true)]
 async fn a_client_that_leaves_while_the_server_is_quiet_ends_the_copy_at_once() {
-    let (up, mut server) = pair();
-    let (client, mut reader) = pair();
+    let (up, mut server) = socket_pair();
+    let (client, mut reader) = socket_pair();
     let server_side = std::thread::spawn(move || {
-        server.write_all(&bytes(40 * 1024, 9)).unwrap();
+        server.write_all(&pattern(40 * 1024, 9)).unwrap();
         std::thread::sleep(Duration::from_millis(1500));
     });
     // The client takes the first bytes and hangs up while the server says nothing more.

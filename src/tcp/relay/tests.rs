@@ -6,17 +6,7 @@ use std::net::{Shutdown, TcpListener};
 use std::time::Duration;
 
 use super::*;
-
-/// A connected pair: the monoio end the relay owns, the std end a test thread drives. The
-/// relay's end is blocking on io_uring and non-blocking on epoll, as monoio's own accept and
-/// connect make them on each driver.
-fn pair() -> (TcpStream, std::net::TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let far = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let (near, _) = listener.accept().unwrap();
-    near.set_nonblocking(monoio::utils::is_legacy()).unwrap();
-    (TcpStream::from_std(near).unwrap(), far)
-}
+use crate::testing::{joined, pattern, socket_pair};
 
 const LIMITS: Timeouts = Timeouts {
     idle: Duration::from_secs(5),
@@ -47,8 +37,8 @@ const COPIERS: [Copier; 3] = [Copier::Buffer, Copier::Ready, Copier::Splice];
 /// Client sends `up`, half-closes, then reads; the server reads until the half-close
 /// arrives, answers `down`, closes. Returns what each side got and the totals.
 async fn exchange(copier: Copier, up: Vec<u8>, down: Vec<u8>) -> (Vec<u8>, Vec<u8>, Totals) {
-    let (client_near, mut client) = pair();
-    let (server_near, mut server) = pair();
+    let (client_near, mut client) = socket_pair();
+    let (server_near, mut server) = socket_pair();
     let server_side = std::thread::spawn(move || {
         let mut got = Vec::new();
         server.read_to_end(&mut got).unwrap();
@@ -74,24 +64,10 @@ async fn exchange(copier: Copier, up: Vec<u8>, down: Vec<u8>) -> (Vec<u8>, Vec<u
     (joined(client_side).await, joined(server_side).await, totals)
 }
 
-/// Waits for a test thread while the runtime goes on: on io_uring the relay's sockets are
-/// closed by an operation the ring submits on its next turn, which a blocking `join` on
-/// this thread would never give it.
-async fn joined<T>(side: std::thread::JoinHandle<T>) -> T {
-    while !side.is_finished() {
-        monoio::time::sleep(Duration::from_millis(2)).await;
-    }
-    side.join().unwrap()
-}
-
-fn bytes(n: usize, seed: u8) -> Vec<u8> {
-    (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
-}
-
 #[monoio::test_all(timer_enabled = true)]
 async fn each_copier_moves_both_ways_and_passes_each_half_close_on() {
     for copier in COPIERS {
-        let (up, down) = (bytes(3 << 20, 1), bytes(1 << 20, 2));
+        let (up, down) = (pattern(3 << 20, 1), pattern(1 << 20, 2));
         let (client_got, server_got, totals) = exchange(copier, up.clone(), down.clone()).await;
         assert!(server_got == up, "{copier:?}: server got the request whole");
         assert!(
@@ -112,8 +88,8 @@ async fn each_copier_moves_both_ways_and_passes_each_half_close_on() {
 #[monoio::test_all(timer_enabled = true)]
 async fn a_server_that_closes_first_still_gets_the_rest_of_the_request() {
     for copier in COPIERS {
-        let (client_near, mut client) = pair();
-        let (server_near, mut server) = pair();
+        let (client_near, mut client) = socket_pair();
+        let (server_near, mut server) = socket_pair();
         let server_side = std::thread::spawn(move || {
             server.write_all(b"banner").unwrap();
             server.shutdown(Shutdown::Write).unwrap();
@@ -148,8 +124,8 @@ async fn a_server_that_closes_first_still_gets_the_rest_of_the_request() {
 #[monoio::test_all(timer_enabled = true)]
 async fn nothing_moving_for_the_idle_limit_ends_the_relay_and_closes_both() {
     for copier in COPIERS {
-        let (client_near, mut client) = pair();
-        let (server_near, mut server) = pair();
+        let (client_near, mut client) = socket_pair();
+        let (server_near, mut server) = socket_pair();
         let limits = Timeouts {
             idle: Duration::from_millis(150),
             send: Duration::from_secs(5),
@@ -183,8 +159,8 @@ async fn traffic_in_one_direction_keeps_the_other_open() {
 }
 
 async fn one_way_traffic(copier: Copier) {
-    let (client_near, mut client) = pair();
-    let (server_near, mut server) = pair();
+    let (client_near, mut client) = socket_pair();
+    let (server_near, mut server) = socket_pair();
     let limits = Timeouts {
         idle: Duration::from_millis(400),
         send: Duration::from_secs(5),
@@ -227,8 +203,8 @@ async fn a_reset_on_one_side_cuts_the_other() {
 }
 
 async fn reset_cuts(copier: Copier) {
-    let (client_near, client) = pair();
-    let (server_near, mut server) = pair();
+    let (client_near, client) = socket_pair();
+    let (server_near, mut server) = socket_pair();
     // SO_LINGER 0 makes the close a reset.
     let sock = socket_ref(&client);
     set_linger_zero(sock);
@@ -259,8 +235,8 @@ async fn reset_cuts(copier: Copier) {
 #[monoio::test_all(timer_enabled = true)]
 async fn a_write_stalled_past_the_send_limit_cuts_the_relay() {
     for copier in COPIERS {
-        let (client_near, mut client) = pair();
-        let (server_near, server) = pair();
+        let (client_near, mut client) = socket_pair();
+        let (server_near, server) = socket_pair();
         let limits = Timeouts {
             idle: Duration::from_secs(30),
             send: Duration::from_millis(200),
@@ -294,8 +270,8 @@ async fn a_write_stalled_past_the_send_limit_cuts_the_relay() {
 #[monoio::test_all(timer_enabled = true)]
 async fn splice_leaves_both_sockets_non_blocking() {
     use std::os::fd::AsRawFd;
-    let (client_near, mut client) = pair();
-    let (server_near, mut server) = pair();
+    let (client_near, mut client) = socket_pair();
+    let (server_near, mut server) = socket_pair();
     let fds = [client_near.as_raw_fd(), server_near.as_raw_fd()];
     // Looked at while the relay runs: a blocking socket would mean a splice parked in a
     // kernel thread (io_uring's splice) instead of one called when the socket is ready.
@@ -355,8 +331,8 @@ fn set_linger_zero(fd: std::os::fd::RawFd) {
 async fn an_idle_connection_holds_no_buffer_with_the_ready_copier() {
     // The buffer copier is the contrast: its two reads wait with their buffers.
     for (copier, held_when_idle) in [(Copier::Ready, 0), (Copier::Buffer, 2)] {
-        let (client_near, mut client) = pair();
-        let (server_near, mut server) = pair();
+        let (client_near, mut client) = socket_pair();
+        let (server_near, mut server) = socket_pair();
         let pool = CountingPool::default();
         let relayed = relay(client_near, server_near, LIMITS, copier, &pool);
         let watched = async {
