@@ -2,7 +2,7 @@
 //! the idle limit, a reset cutting both sides.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener};
+use std::net::Shutdown;
 use std::time::Duration;
 
 use super::*;
