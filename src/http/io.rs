@@ -206,6 +206,15 @@ pub async fn readable_within(stream: &monoio::net::TcpStream, timeout: Duration)
     }
 }
 
+/// Waits until `stream` takes more bytes, within `timeout` (a write that would block, from a
+/// copy that calls the kernel itself: a splice, a non-blocking send).
+pub async fn writable_within(stream: &monoio::net::TcpStream, timeout: Duration) -> io::Result<()> {
+    match crate::timer::timeout(timeout, stream.writable(false)).await {
+        Ok(ready) => ready,
+        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled")),
+    }
+}
+
 /// Writes `head`, then `body[range]`, starting with one `writev` so that the body bytes are
 /// never copied behind the head; a short write is finished with plain writes. Both buffers
 /// come back, except after a timeout, when they stay with the cancelled operation and come

@@ -131,14 +131,9 @@ async fn server_readable(
 
 /// Waits until the client's socket takes more, within `timeout`.
 async fn client_writable(client: &TcpStream, timeout: Duration) -> Result<(), CopyError> {
-    match crate::timer::timeout(timeout, client.writable(false)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(CopyError::Client(e)),
-        Err(_) => {
-            let e = io::Error::new(io::ErrorKind::TimedOut, "write timed out");
-            Err(CopyError::Client(e))
-        }
-    }
+    crate::http::io::writable_within(client, timeout)
+        .await
+        .map_err(CopyError::Client)
 }
 
 #[cfg(test)]

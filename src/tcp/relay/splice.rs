@@ -82,12 +82,7 @@ impl Direction<'_> {
                     self.activity.set(now_ms());
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    match crate::timer::timeout(self.send, to.writable(false)).await {
-                        Ok(ready) => ready?,
-                        Err(_) => {
-                            return Err(io::Error::new(io::ErrorKind::TimedOut, "write stalled"));
-                        }
-                    }
+                    crate::http::io::writable_within(to, self.send).await?;
                 }
                 Err(e) => return Err(e),
             }
