@@ -50,6 +50,8 @@ for i in range(n):
     s.connect(("127.0.0.1", port))
     one_request(s)
     held.append(s)
-time.sleep(1.0)
+# ringway parks a connection idle for 1 s (worker/parked.rs): measure idle clients as
+# they are after a few seconds, not the last ones still in their first second.
+time.sleep(3.0)
 after = rss_kib()
 print(f"{(after - before) * 1024 / n:.0f} {before} {after}")

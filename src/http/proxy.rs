@@ -4,6 +4,7 @@
 //! that came with the head into the replay copy → attempts on servers chosen by the group's balancer (see
 //! [`crate::http::attempt`]) → the response streamed down → keep-alive or close.
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
@@ -21,7 +22,7 @@ use crate::http::stream::{ClientBodyError, Enough, RequestBodyState, relay};
 use crate::http::vars::{RequestVars, UpstreamTry, partial_head};
 use crate::snapshot::{GroupId, Listener, Snapshot};
 use crate::upstream::pool::Pooled;
-use crate::worker::{LocalSnapshot, Worker};
+use crate::worker::{Admitted, LocalSnapshot, PARK_AFTER, Parked, Worker};
 
 /// A client connection and the buffers reused by every request on it.
 pub struct Downstream {
@@ -83,13 +84,60 @@ enum Busy {
 /// future of their own ([`requests`]: one allocation from the worker's thread-local heap
 /// when the client's bytes arrive, freed when the connection is idle again). It is a plain
 /// function returning an `async` block, not an `async fn`: an `async fn` keeps its
-/// arguments and the locals made from them side by side in its state.
-pub fn serve<H: 'static>(
+/// arguments and the locals made from them side by side in its state. A connection idle
+/// for longer than [`PARK_AFTER`] stops being a task at all (`worker::parked`).
+pub fn serve(
     worker: Rc<Worker>,
     stream: TcpStream,
     peer: SocketAddr,
     bind: SocketAddr,
-    held: H,
+    held: Admitted,
+) -> impl std::future::Future<Output = ()> {
+    serve_from(worker, stream, peer, bind, held, None)
+}
+
+/// Serves a parked connection again: its socket turned readable (a request came, or the
+/// client left).
+pub fn resume(worker: Rc<Worker>, parked: Parked) {
+    let Parked {
+        socket,
+        peer,
+        bind,
+        held,
+        local,
+        count,
+        since,
+        ..
+    } = parked;
+    let stream = match TcpStream::from_std(std::net::TcpStream::from(socket)) {
+        Ok(stream) => stream,
+        Err(e) => {
+            crate::debug!("{peer}: resuming a parked connection: {e}");
+            return;
+        }
+    };
+    let resumed = Resumed {
+        local,
+        count,
+        since,
+    };
+    monoio::spawn(serve_from(worker, stream, peer, bind, held, Some(resumed)));
+}
+
+/// Where a parked connection goes on from.
+struct Resumed {
+    local: Rc<LocalSnapshot>,
+    count: u32,
+    since: Instant,
+}
+
+fn serve_from(
+    worker: Rc<Worker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    bind: SocketAddr,
+    held: Admitted,
+    resumed: Option<Resumed>,
 ) -> impl std::future::Future<Output = ()> {
     let mut conn = Downstream {
         stream,
@@ -102,17 +150,21 @@ pub fn serve<H: 'static>(
         tries: Vec::new(),
         own_upstream: None,
     };
+    // Made here and used in place by the async block: a value it takes apart or moves
+    // would take room in every idle connection's task twice.
+    let (local, count, mut since) = match resumed {
+        Some(r) => (r.local, r.count, r.since),
+        None => (worker.snapshot(), 0, Instant::now()),
+    };
+    // A listener gone already (a reload raced the accept): the loop ends at once.
+    let index = local.snap.listener_index(bind).unwrap_or(usize::MAX);
+    let mut served = Served {
+        local,
+        index,
+        count,
+    };
     async move {
         let worker = &worker;
-        let local = worker.snapshot();
-        let Some(index) = local.snap.listener_index(bind) else {
-            return;
-        };
-        let mut served = Served {
-            local,
-            index,
-            count: 0,
-        };
         loop {
             let Some(spec) = served.local.snap.listeners.get(served.index) else {
                 return;
@@ -121,10 +173,9 @@ pub fn serve<H: 'static>(
             // A new connection's head is due within `client_header_timeout` of its accept;
             // a kept-alive one may wait `keepalive_timeout` for its first byte, then has
             // `client_header_timeout` for the rest.
-            let since = Instant::now();
             let header_timeout = spec.client_header_timeout;
             let wait = if kept {
-                spec.keepalive_timeout
+                spec.keepalive_timeout.saturating_sub(since.elapsed())
             } else {
                 header_timeout
             };
@@ -139,13 +190,43 @@ pub fn serve<H: 'static>(
                     crate::clock::ms_at(since),
                 )
             });
-            let ready = readable_within(&conn.stream, wait).await;
+            // A connection that stays idle past `PARK_AFTER` is parked: its task ends.
+            let parkable = kept && wait > PARK_AFTER && conn.own_upstream.is_none();
+            let first_wait = if parkable { PARK_AFTER } else { wait };
+            let ready = readable_within(&conn.stream, first_wait).await;
             if let Some(slot) = slot {
                 worker.leave_idle(slot);
             }
+            if parkable
+                && ready
+                    .as_ref()
+                    .is_err_and(|e| e.kind() == ErrorKind::TimedOut)
+            {
+                match parkable_socket(&conn.stream) {
+                    Ok(socket) => {
+                        worker.park(Parked {
+                            socket,
+                            peer: conn.peer,
+                            bind,
+                            held,
+                            local: served.local,
+                            count: served.count,
+                            since,
+                            expires_ms: crate::clock::ms_at(since + wait),
+                        });
+                        return;
+                    }
+                    // No descriptor to spare (the process is at its limit): it waits on
+                    // as a task and tries again after the next `PARK_AFTER`.
+                    Err(e) => {
+                        crate::debug!("{}: parking an idle connection: {e}", conn.peer);
+                        continue;
+                    }
+                }
+            }
             match ready {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut && !kept => {
+                Err(e) if e.kind() == ErrorKind::TimedOut && !kept => {
                     Box::pin(reject(worker, &served, &mut conn, 408, since)).await;
                     return;
                 }
@@ -161,7 +242,7 @@ pub fn serve<H: 'static>(
                 ready + header_timeout,
             );
             match Box::pin(run).await {
-                Busy::Idle => {}
+                Busy::Idle => since = Instant::now(),
                 Busy::Done => break,
                 Busy::Upgrade(upstream, idle, server) => {
                     // The relay runs as a task of its own size; it keeps the counters.
@@ -178,6 +259,15 @@ pub fn serve<H: 'static>(
         }
         conn.give_scratch(worker);
     }
+}
+
+/// The socket of an idle connection as a descriptor of its own: the runtime's handle may
+/// still be shared with the readiness wait just given up (an io_uring operation holds it
+/// until its cancellation completes), so it is duplicated, and the runtime closes its copy.
+fn parkable_socket(stream: &TcpStream) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    // SAFETY: the descriptor is open for as long as `stream` lives, which spans the call.
+    unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }.try_clone_to_owned()
 }
 
 /// Requests on one connection while it is busy: the first one's bytes have arrived; goes

@@ -144,16 +144,14 @@ fn admit(worker: &Rc<Worker>, stream: TcpStream, peer: SocketAddr, bind: SocketA
     drop(snap);
     // Spawned as is, not wrapped in another future: a wrapper would keep a second copy of
     // the socket and addresses in every connection's task.
+    let held = super::Admitted {
+        _open: open,
+        _slot: slot,
+    };
     if tcp {
-        monoio::spawn(crate::tcp::serve(
-            worker.clone(),
-            stream,
-            peer,
-            bind,
-            (open, slot),
-        ));
+        monoio::spawn(crate::tcp::serve(worker.clone(), stream, peer, bind, held));
         return;
     }
-    let serve = crate::http::proxy::serve(worker.clone(), stream, peer, bind, (open, slot));
+    let serve = crate::http::proxy::serve(worker.clone(), stream, peer, bind, held);
     monoio::spawn(serve);
 }

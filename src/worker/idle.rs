@@ -86,7 +86,7 @@ impl IdleSet {
     }
 }
 
-fn has_pending_bytes(fd: RawFd) -> bool {
+pub(super) fn has_pending_bytes(fd: RawFd) -> bool {
     let mut byte = 0u8;
     // SAFETY: a one-byte buffer we own; MSG_PEEK leaves data queued, MSG_DONTWAIT never blocks.
     let n = unsafe {

@@ -9,6 +9,7 @@
 pub mod accept;
 mod idle;
 pub mod inbox;
+mod parked;
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ use accept::{Acceptor, StopMode};
 use idle::IdleSet;
 pub use idle::IdleSlot;
 use inbox::{Inbox, InboxEnd, WorkerMsg};
+use parked::ParkedSet;
+pub use parked::{PARK_AFTER, Parked};
 
 /// Client connections open in the whole process (for `runtime.max_connections`).
 static CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
@@ -80,6 +83,8 @@ pub struct Worker {
     idle: RefCell<IdleSet>,
     /// The task closing idle connections (`sweep_idle`) runs.
     idle_sweeping: Cell<bool>,
+    /// Connections idle long enough to wait as table entries, not tasks.
+    parked: RefCell<ParkedSet>,
     /// This worker's metrics counters (merged with the others' on a scrape).
     pub stats: LocalStats,
 }
@@ -103,6 +108,7 @@ impl Worker {
             connections: Cell::new(0),
             idle: RefCell::new(IdleSet::default()),
             idle_sweeping: Cell::new(false),
+            parked: RefCell::new(ParkedSet::default()),
             stats,
         }
     }
@@ -155,6 +161,22 @@ impl Worker {
 
     pub fn leave_idle(&self, slot: IdleSlot) {
         self.idle.borrow_mut().leave(slot);
+    }
+
+    /// Keeps an idle keep-alive connection as an entry instead of a task (see
+    /// [`parked`]); it is served again when its socket turns readable.
+    /// A connection that cannot be parked is closed, as at its keep-alive timeout.
+    pub fn park(self: &Rc<Self>, conn: Parked) {
+        let mut parked = self.parked.borrow_mut();
+        if let Err(conn) = parked.park(conn) {
+            drop(parked);
+            drop(conn);
+            return;
+        }
+        if !parked.polling {
+            parked.polling = true;
+            monoio::spawn(poll_parked(self.clone()));
+        }
     }
 
     /// Handles one control message. Returns the drain deadline when the worker must end.
@@ -326,12 +348,55 @@ async fn drain(worker: &Rc<Worker>, inbox: &mut Inbox, deadline: Instant, handov
     }
 }
 
+/// Serves parked connections whose sockets turn readable, and closes those whose
+/// keep-alive ended or whose listener must close (after [`IDLE_GRACE`], as waiting tasks
+/// are). Runs while any connection is parked.
+async fn poll_parked(worker: Rc<Worker>) {
+    let mut next_tick = now_ms();
+    loop {
+        let epoll = match worker.parked.borrow_mut().epoll() {
+            Ok(epoll) => epoll,
+            Err(_) => break,
+        };
+        epoll.wait(parked::EXPIRY_TICK).await;
+        let ready = worker.parked.borrow_mut().take_ready();
+        for conn in ready {
+            crate::http::proxy::resume(worker.clone(), conn);
+        }
+        let now = now_ms();
+        if now >= next_tick {
+            next_tick = now + parked::EXPIRY_TICK.as_millis() as u64;
+            // Before the process is IDLE_GRACE old nothing can be idle that long.
+            let idle_before = Instant::now().checked_sub(IDLE_GRACE);
+            let must_close = |bind| idle_before.is_some() && worker.must_close(bind);
+            let idle_before = idle_before.unwrap_or_else(Instant::now);
+            let closed = worker
+                .parked
+                .borrow_mut()
+                .take_closing(now, must_close, idle_before);
+            // Dropped here, outside the borrow: their counters go down as they close.
+            drop(closed);
+        }
+        if worker.parked.borrow().is_empty() {
+            break;
+        }
+    }
+    worker.parked.borrow_mut().polling = false;
+}
+
 async fn sweep_loop(worker: Rc<Worker>) {
     loop {
         monoio::time::sleep(SWEEP_EVERY).await;
         worker.pool.borrow_mut().sweep(now_ms());
         worker.access_log.tick();
     }
+}
+
+/// What an admitted client connection holds until it closes: its place in the listener's
+/// open-connections gauge and in `runtime.max_connections`.
+pub struct Admitted {
+    _open: crate::metrics::ConnectionGauge,
+    _slot: ConnectionSlot,
 }
 
 /// One counted client connection; the counts go down when it is dropped.
@@ -361,14 +426,11 @@ impl Drop for ConnectionSlot {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    /// An idle keep-alive connection's task holds the `serve` future; with thousands of
-    /// idle clients its size is most of what each costs (see `http::scratch`). It was
-    /// 6 KiB when each request's state lived in it and 2.5 KiB with monoio's timers.
-    #[monoio::test_all(timer_enabled = true)]
-    async fn an_idle_connection_task_stays_small() {
+    /// A worker for one listener on 127.0.0.1:1, outside any running worker loop.
+    pub(super) fn test_worker() -> Rc<Worker> {
         let text = r#"
             [[listener]]
             name = "a"
@@ -379,12 +441,30 @@ mod tests {
         "#;
         let snap = crate::config::load_str(text, std::path::Path::new("t.toml"), 1).unwrap();
         let current = Arc::new(ArcSwap::from_pointee(snap));
-        let worker = Rc::new(Worker::new(0, "test", current));
+        Rc::new(Worker::new(0, "test", current))
+    }
+
+    /// A connection's counters, as `accept` makes them.
+    pub(super) fn admitted(worker: &Rc<Worker>, bind: SocketAddr) -> Admitted {
+        let snap = worker.snapshot().snap.clone();
+        Admitted {
+            _open: worker.stats.open_connection(&snap, bind),
+            _slot: ConnectionSlot::take(worker, usize::MAX).unwrap(),
+        }
+    }
+
+    /// An idle keep-alive connection's task holds the `serve` future; with thousands of
+    /// idle clients its size is most of what each costs (see `http::scratch`). It was
+    /// 6 KiB when each request's state lived in it and 2.5 KiB with monoio's timers.
+    #[monoio::test_all(timer_enabled = true)]
+    async fn an_idle_connection_task_stays_small() {
+        let worker = test_worker();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stream = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
         let bind: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let serve = crate::http::proxy::serve(worker, stream, addr, bind, ());
+        let held = admitted(&worker, bind);
+        let serve = crate::http::proxy::serve(worker, stream, addr, bind, held);
         let size = std::mem::size_of_val(&serve);
         assert!(size <= 640, "serve future is {size} bytes");
     }

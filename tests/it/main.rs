@@ -22,6 +22,7 @@ mod gzip;
 mod harness;
 mod headers;
 mod health;
+mod idle;
 mod import;
 mod lifecycle;
 mod llm_balance;
