@@ -232,8 +232,10 @@ fn a_line_is_written_within_a_second_without_more_traffic(driver: &str) {
         wait_until(Duration::from_secs(3), || read_lines(&log).len() == 1),
         "no line"
     );
+    // Lines go out on the worker's 1 s tick; the margin is for a loaded CI machine (the
+    // failure this guards against is a line that waits for more traffic: never).
     let took = sent.elapsed();
-    assert!(took < Duration::from_millis(1500), "line after {took:?}");
+    assert!(took < Duration::from_millis(2500), "line after {took:?}");
 }
 both_drivers!(a_line_is_written_within_a_second_without_more_traffic);
 
