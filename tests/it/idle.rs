@@ -63,13 +63,13 @@ fn idle_clients_cost_little_and_are_all_served_again(driver: &str) {
     }
     thread::sleep(PARKED);
     let before = rss_kib(p.pid());
-    // In batches of 250 (one source address block each), a batch every 150 ms: SDK
+    // In batches of 250 (one source address block each), a batch every 250 ms: SDK
     // clients arrive at some pace, and what is measured is the parked state, not the
     // tasks of the clients that arrived in the last 100 ms.
     let mut clients: Vec<Client> = Vec::with_capacity(CLIENTS);
     for i in 0..CLIENTS {
         if i > 0 && i % 250 == 0 {
-            thread::sleep(Duration::from_millis(150));
+            thread::sleep(Duration::from_millis(250));
         }
         let from = Ipv4Addr::new(127, 0, 2 + (i / 250) as u8, 1 + (i % 250) as u8);
         let mut c = Client::connect_from(from, p.addr);
