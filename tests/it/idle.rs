@@ -48,14 +48,10 @@ fn idle_clients_cost_little_and_are_all_served_again(driver: &str) {
         "needs more descriptors than {limit}"
     );
     let b = Backend::named("a");
-    // Without transparent huge pages for the allocator's arena: with them (this kernel
-    // gives them to a region that asks) its RSS moves in 2 MiB steps, a third of what
-    // 2,000 clients cost in all.
-    let p = Proxy::start_env(
+    let p = Proxy::start_runtime(
         driver,
         "workers = 1\npin_workers = false",
         &config("keepalive_timeout = \"60s\"", "", &[server(b.addr(), "")]),
-        &[("MIMALLOC_ALLOW_THP", "0")],
     );
     // What the first connections allocate once (tables, pools) is not per connection.
     for _ in 0..50 {
