@@ -81,9 +81,13 @@ impl Epoll {
         Ok(Epoll { fd, waiter })
     }
 
-    /// Waits until some watched socket is ready, at most `limit`.
+    /// Waits until some watched socket is ready, at most `limit`. A wait the runtime
+    /// refuses (it should not) sleeps `limit` instead, so that the caller never spins.
     pub async fn wait(&self, limit: Duration) {
-        let _ = crate::timer::timeout(limit, self.waiter.readable(false)).await;
+        if let Ok(Err(e)) = crate::timer::timeout(limit, self.waiter.readable(false)).await {
+            crate::debug!("waiting on parked connections: {e}");
+            crate::timer::sleep(limit).await;
+        }
     }
 
     fn control(&self, op: libc::c_int, socket: &OwnedFd, slot: usize) -> std::io::Result<()> {
