@@ -7,6 +7,13 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+/// The older ringway binary named by RINGWAY_BENCH_BASELINE, run with ringway's config so
+/// that a change's cost on the hot path shows in the same run, interleaved with ringway.
+pub const BASELINE: &str = "ringway-before";
+
+/// HAProxy in `mode tcp`: measured as a reference line, never counted as a peer.
+pub const HAPROXY_TCP: &str = "haproxy-tcp";
+
 /// Idle upstream connections each proxy may keep per worker: nginx `keepalive 256` (what the
 /// tuning guides set), ringway `keepalive`, HAProxy `pool-max-conn` split over the servers.
 /// With wrk's connections each holding at most one request, no more than that many upstream
@@ -184,7 +191,7 @@ pub fn nginx_backend_with(backends: &[SocketAddr], dir: &Path, workers: u32) -> 
 pub fn described(proxy: &str, backends: usize) -> String {
     let n = KEEPALIVE_REQUESTS;
     match proxy {
-        "ringway" | crate::BASELINE => format!(
+        "ringway" | BASELINE => format!(
             "{proxy}: `workers = 1`, `keepalive = {UPSTREAM_KEEPALIVE}`, \
              `keepalive_requests = {n}` (listener and upstream), `access_log = \"off\"`"
         ),
@@ -200,7 +207,7 @@ pub fn described(proxy: &str, backends: usize) -> String {
              server, no logging",
             UPSTREAM_KEEPALIVE / backends.max(1) as u32
         ),
-        crate::HAPROXY_TCP => {
+        HAPROXY_TCP => {
             "haproxy-tcp (reference, not a peer): `nbthread 1`, `mode tcp`, `balance roundrobin`, \
              no logging"
                 .into()

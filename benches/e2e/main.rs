@@ -32,8 +32,7 @@ use std::time::Duration;
 /// Every proxy the harness knows, in the order of round 0.
 const PROXIES: [&str; 5] = ["ringway", BASELINE, "nginx", "haproxy", HAPROXY_TCP];
 
-/// HAProxy in `mode tcp`: measured as a reference line, never counted as a peer.
-pub const HAPROXY_TCP: &str = "haproxy-tcp";
+pub use configs::{BASELINE, HAPROXY_TCP};
 
 /// The program a proxy needs besides ringway's own binaries.
 fn tool_of(proxy: &str) -> Option<&'static str> {
@@ -43,10 +42,6 @@ fn tool_of(proxy: &str) -> Option<&'static str> {
         _ => None,
     }
 }
-
-/// The older ringway binary named by RINGWAY_BENCH_BASELINE, run with ringway's config so
-/// that a change's cost on the hot path shows in the same run, interleaved with ringway.
-pub const BASELINE: &str = "ringway-before";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

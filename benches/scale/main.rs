@@ -36,12 +36,6 @@ use configs::Shape;
 use procs::{Proc, check_interrupted, expect_sizes, nginx_args, write_file};
 use report::{Sample, Subject};
 
-/// Names `configs.rs` refers to (its e2e proxies); unused here.
-#[allow(dead_code)]
-const BASELINE: &str = "ringway-before";
-#[allow(dead_code)]
-const HAPROXY_TCP: &str = "haproxy-tcp";
-
 /// The proxies this benchmark knows, in the order of round 0.
 const PROXIES: [&str; 3] = ["ringway", "nginx", "haproxy"];
 /// Every process of the run may use these CPUs (taskset's list): all of a 2-core machine.

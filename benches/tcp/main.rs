@@ -31,12 +31,6 @@ use std::time::Duration;
 
 use procs::Proc;
 
-/// Names `configs.rs` refers to (its e2e proxies); unused here.
-#[allow(dead_code)]
-const BASELINE: &str = "ringway-before";
-#[allow(dead_code)]
-const HAPROXY_TCP: &str = "haproxy-tcp";
-
 const PROXIES: [&str; 5] = [
     "ringway",
     "ringway-ready",
