@@ -366,14 +366,11 @@ async fn poll_parked(worker: Rc<Worker>) {
         let now = now_ms();
         if now >= next_tick {
             next_tick = now + parked::EXPIRY_TICK.as_millis() as u64;
-            // Before the process is IDLE_GRACE old nothing can be idle that long.
-            let idle_before = Instant::now().checked_sub(IDLE_GRACE);
-            let must_close = |bind| idle_before.is_some() && worker.must_close(bind);
-            let idle_before = idle_before.unwrap_or_else(Instant::now);
+            let must_close = |bind| worker.must_close(bind);
             let closed = worker
                 .parked
                 .borrow_mut()
-                .take_closing(now, must_close, idle_before);
+                .take_closing(now, must_close, IDLE_GRACE);
             // Dropped here, outside the borrow: their counters go down as they close.
             drop(closed);
         }

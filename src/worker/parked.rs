@@ -168,14 +168,14 @@ impl ParkedSet {
     }
 
     /// Takes out the connections whose `keepalive_timeout` ended by `now_ms`, and those
-    /// idle since `idle_before` or earlier on a listener for which `closing` holds, unless
-    /// their next request is already waiting in the socket: the caller drops them (which
-    /// closes them).
+    /// idle for `grace` or longer on a listener for which `closing` holds, unless their
+    /// next request is already waiting in the socket: the caller drops them (which closes
+    /// them).
     pub fn take_closing(
         &mut self,
         now_ms: u64,
         closing: impl Fn(SocketAddr) -> bool,
-        idle_before: Instant,
+        grace: Duration,
     ) -> Vec<Parked> {
         let mut out = Vec::new();
         for slot in 0..self.slots.len() {
@@ -183,7 +183,7 @@ impl ParkedSet {
                 continue;
             };
             let expired = conn.expires_ms <= now_ms;
-            let drained = conn.since <= idle_before
+            let drained = conn.since.elapsed() >= grace
                 && closing(conn.bind)
                 && !super::idle::has_pending_bytes(conn.socket.as_raw_fd());
             if (expired || drained)

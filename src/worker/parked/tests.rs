@@ -122,7 +122,7 @@ async fn closing_takes_expired_and_drained_connections_but_not_a_waiting_request
     assert_eq!(worker.connections.get(), 5);
 
     let closing = |b: SocketAddr| b == bind();
-    let closed = set.take_closing(now, closing, Instant::now() - Duration::from_secs(1));
+    let closed = set.take_closing(now, closing, Duration::from_secs(1));
     assert_eq!(
         closed.len(),
         2,
