@@ -65,6 +65,7 @@ impl Acceptor {
             canceller: RefCell::new(Canceller::new()),
             errors: Throttle::new(ACCEPT_ERROR_LOG_EVERY),
         });
+        worker.accept_loops.set(worker.accept_loops.get() + 1);
         monoio::spawn(accept_loop(worker.clone(), listener, acceptor.clone()));
         Some(acceptor)
     }
@@ -110,6 +111,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, ctl: Rc<Acceptor
         // this worker uses it any more.
         unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) };
     }
+    worker.accept_loops.set(worker.accept_loops.get() - 1);
 }
 
 /// Accepts, without waiting, every connection already in the socket's queue.

@@ -72,6 +72,11 @@ pub struct Worker {
     pub access_log: crate::log::access::LocalAccessLog,
     /// Running accept loops, one per listening socket.
     acceptors: RefCell<Vec<Rc<Acceptor>>>,
+    /// Accept loops whose task has not ended, stopped ones included: a drain waits for
+    /// them, since a worker that ends with an io_uring accept still in flight leaves it in
+    /// the socket's wait queue until the kernel tears the ring down, where it can take the
+    /// wake-up of a connection the new binary of an upgrade should have accepted.
+    pub(super) accept_loops: Cell<usize>,
     /// Listeners removed by a reload whose connections must close after their current
     /// request (rarely non-empty; a bind that comes back is taken off again).
     closing: RefCell<Vec<SocketAddr>>,
@@ -103,6 +108,7 @@ impl Worker {
             scratch: RefCell::new(Vec::new()),
             access_log: crate::log::access::LocalAccessLog::new(),
             acceptors: RefCell::new(Vec::new()),
+            accept_loops: Cell::new(0),
             closing: RefCell::new(Vec::new()),
             draining: Cell::new(false),
             connections: Cell::new(0),
@@ -297,16 +303,21 @@ pub async fn run(
         worker.start_accepting(bind, listener);
     }
     monoio::spawn(sweep_loop(worker.clone()));
-    let mut inbox: Inbox = match inbox.open() {
+    let inbox: Inbox = match inbox.open() {
         Ok(inbox) => inbox,
         Err(e) => {
             crate::error!("worker {id}: control inbox: {e}");
             return;
         }
     };
+    serve_inbox(&worker, inbox).await;
+}
+
+/// Applies the control thread's messages until a drain is over.
+async fn serve_inbox(worker: &Rc<Worker>, mut inbox: Inbox) {
     while let Some(msg) = inbox.next().await {
         if let Some((deadline, handover)) = worker.apply(msg) {
-            drain(&worker, &mut inbox, deadline, handover).await;
+            drain(worker, &mut inbox, deadline, handover).await;
             // The runtime may never drop its tasks (and with them the last `Rc<Worker>`):
             // hand over the lines of the requests served so far explicitly.
             worker.access_log.flush();
@@ -315,8 +326,8 @@ pub async fn run(
     }
 }
 
-/// Waits until the worker's last connection has ended or `deadline` passes. Messages that
-/// still arrive (a flush) are answered meanwhile.
+/// Waits until the worker's last connection and accept loop have ended or `deadline`
+/// passes. Messages that still arrive (a flush) are answered meanwhile.
 async fn drain(worker: &Rc<Worker>, inbox: &mut Inbox, deadline: Instant, handover: bool) {
     crate::debug!(
         "worker {}: draining {} connection(s){}",
@@ -325,7 +336,8 @@ async fn drain(worker: &Rc<Worker>, inbox: &mut Inbox, deadline: Instant, handov
         if handover { " after handing over" } else { "" }
     );
     let watch = async {
-        while worker.connections.get() > 0 && Instant::now() < deadline {
+        let busy = || worker.connections.get() > 0 || worker.accept_loops.get() > 0;
+        while busy() && Instant::now() < deadline {
             monoio::time::sleep(DRAIN_POLL).await;
         }
     };
@@ -447,6 +459,31 @@ pub(super) mod tests {
         Admitted {
             _open: worker.stats.open_connection(&snap, bind),
             _slot: ConnectionSlot::take(worker, usize::MAX).unwrap(),
+        }
+    }
+
+    /// A worker ends only after its accept loops have: an io_uring accept still pending when
+    /// the ring goes could take the wake-up meant for the new binary of an upgrade.
+    #[monoio::test_all(timer_enabled = true)]
+    async fn a_drain_ends_after_the_accept_loops_it_stopped() {
+        for handover in [true, false] {
+            let worker = test_worker();
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let bind = listener.local_addr().unwrap();
+            worker.start_accepting(bind, listener);
+            // Lets the loop issue its accept.
+            monoio::time::sleep(Duration::from_millis(10)).await;
+            assert_eq!(worker.accept_loops.get(), 1);
+            let (link, end) = inbox::pair().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            link.send(WorkerMsg::Drain { handover, deadline }).unwrap();
+            let started = Instant::now();
+            serve_inbox(&worker, end.open().unwrap()).await;
+            assert_eq!(worker.accept_loops.get(), 0, "handover: {handover}");
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "handover: {handover}"
+            );
         }
     }
 
