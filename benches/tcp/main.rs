@@ -12,7 +12,7 @@
 //!
 //! Knobs: RINGWAY_BENCH_SECS (default 5), RINGWAY_BENCH_ROUNDS (default 3),
 //! RINGWAY_BENCH_PROXIES (comma list of ringway, ringway-ready, ringway-splice, haproxy,
-//! nginx).
+//! nginx), RINGWAY_BENCH_LOADS (comma list of bulk, short, keepalive).
 
 #[allow(dead_code)]
 #[path = "../e2e/configs.rs"]
@@ -127,7 +127,11 @@ fn run() -> Result<(), String> {
         "tcp bench: {rounds} round(s) of {secs}s per load and proxy, proxy on CPU {PROXY_CPU}, \
          wrk and backend on CPU {LOAD_CPU}"
     );
-    for load in loads() {
+    let loads_wanted = std::env::var("RINGWAY_BENCH_LOADS").unwrap_or_default();
+    let wanted_load = |l: &Load| {
+        loads_wanted.is_empty() || loads_wanted.split(',').any(|w| w.trim() == l.name)
+    };
+    for load in loads().into_iter().filter(wanted_load) {
         let mut results: Vec<(&str, Vec<(f64, f64)>)> =
             proxies.iter().map(|p| (*p, Vec::new())).collect();
         for round in 0..rounds {
