@@ -128,9 +128,8 @@ fn run() -> Result<(), String> {
          wrk and backend on CPU {LOAD_CPU}"
     );
     let loads_wanted = std::env::var("RINGWAY_BENCH_LOADS").unwrap_or_default();
-    let wanted_load = |l: &Load| {
-        loads_wanted.is_empty() || loads_wanted.split(',').any(|w| w.trim() == l.name)
-    };
+    let wanted_load =
+        |l: &Load| loads_wanted.is_empty() || loads_wanted.split(',').any(|w| w.trim() == l.name);
     for load in loads().into_iter().filter(wanted_load) {
         let mut results: Vec<(&str, Vec<(f64, f64)>)> =
             proxies.iter().map(|p| (*p, Vec::new())).collect();

@@ -13,7 +13,8 @@
 //!
 //! Three copiers exist and `benches/tcp`/the README compare them: [`Copier::Ready`] (the
 //! default: recv/send when the socket is ready, through a buffer lent per chunk, so an
-//! idle connection holds none; `ready.rs`), [`Copier::Buffer`] (read and write operations
+//! idle connection holds none; a direction that carries a bulk transfer moves on to
+//! splicing; `ready.rs`), [`Copier::Buffer`] (read and write operations
 //! of the event loop, each direction holding its buffer throughout) and [`Copier::Splice`]
 //! (splice through a pipe when the socket is ready: no copy through user space;
 //! `splice.rs`).
@@ -45,7 +46,8 @@ pub enum Copier {
     /// direction holds its buffer for the connection's whole life.
     Buffer,
     /// recv(2) and send(2) called from the event loop when the socket is ready, through a
-    /// buffer lent for one chunk: an idle connection holds none.
+    /// buffer lent for one chunk: an idle connection holds none. A direction that reads
+    /// `ready::SPLICE_AFTER` bytes in full chunks in a row goes on as [`Copier::Splice`].
     Ready,
     /// splice(2) into a pipe and out of it, called from the event loop when the socket is
     /// ready: the bytes stay in the kernel.

@@ -6,6 +6,12 @@
 //! sends it on (waiting for room only when the destination says `EAGAIN`), and gives the
 //! buffer back before it waits again. The buffer copier instead keeps a read operation,
 //! with its 64 KiB buffer, pending on each direction for the connection's whole life.
+//!
+//! A direction that turns out to carry a bulk transfer ([`SPLICE_AFTER`] bytes read in
+//! full chunks without the source ever running dry) goes on as the splice copier: splicing
+//! costs a quarter of the CPU of copying through user space on large transfers and 10-25%
+//! more on small exchanges (README, "TCP mode benchmark"), so each direction starts here
+//! and moves only once it has shown which kind it is. It stays spliced to its end.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -14,6 +20,12 @@ use monoio::net::TcpStream;
 
 use super::{Buffers, CHUNK, Direction};
 use crate::clock::now_ms;
+use crate::splice::Pipe;
+
+/// Bytes a direction reads in full chunks in a row (its source never empty) before it
+/// moves to splicing: 16 chunks, long past any HTTP exchange's answer that fits a socket
+/// buffer, and a small share of the multi-megabyte transfers that gain from the move.
+pub(super) const SPLICE_AFTER: u64 = 16 * CHUNK as u64;
 
 impl Direction<'_> {
     /// One direction, `from` to `to`. `wait_first` as for the splice copier: wait for the
@@ -26,7 +38,22 @@ impl Direction<'_> {
         wait_first: bool,
     ) -> io::Result<Vec<u8>> {
         let mut wait = wait_first;
+        // Bytes read in full chunks in a row; `None` once the move to splicing failed.
+        let mut streak = Some(0u64);
         loop {
+            if streak.is_some_and(|s| s >= SPLICE_AFTER) {
+                match to_splice(from, to) {
+                    Ok(mut pipe) => {
+                        // Boxed: only bulk transfers get here, and every idle connection's task
+                        // would otherwise carry room for this future.
+                        let copied = Box::pin(self.splice_loop(from, to, &mut pipe, false)).await;
+                        pipe.give_back();
+                        return copied.map(|()| Vec::new());
+                    }
+                    // No descriptor for a pipe: copying on as before is as correct.
+                    Err(_) => streak = None,
+                }
+            }
             if wait {
                 // relaxed = false: on epoll ask the kernel, since the event loop's cached
                 // readiness is not cleared by our own recv's EAGAIN.
@@ -51,12 +78,15 @@ impl Direction<'_> {
                         return Err(e);
                     }
                     wait = true;
+                    streak = streak.map(|_| 0);
                     continue;
                 }
             };
             // A short read most likely emptied the socket: wait for the next bytes rather
             // than make a recv that would only say so.
-            wait = moved? < CHUNK;
+            let moved = moved?;
+            wait = moved < CHUNK;
+            streak = streak.map(|s| if wait { 0 } else { s + moved as u64 });
         }
     }
 
@@ -79,6 +109,14 @@ impl Direction<'_> {
         }
         Ok(())
     }
+}
+
+/// A pipe for a direction moving to splicing, with both sockets made non-blocking (which
+/// the other direction, if it still copies here, does not mind: its calls never wait
+/// either way).
+fn to_splice(from: &TcpStream, to: &TcpStream) -> io::Result<Pipe> {
+    super::splice::non_blocking([from, to])?;
+    Pipe::take()
 }
 
 /// One `recv(2)` that never waits (`MSG_DONTWAIT`: monoio's io_uring sockets are

@@ -40,7 +40,8 @@ impl Direction<'_> {
         copied.map(|()| Vec::new())
     }
 
-    async fn splice_loop(
+    /// Splices until the end of stream (passed on) or an error; `wait` as `wait_first`.
+    pub(super) async fn splice_loop(
         &self,
         from: &TcpStream,
         to: &TcpStream,

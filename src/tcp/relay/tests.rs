@@ -359,3 +359,40 @@ async fn an_idle_connection_holds_no_buffer_with_the_ready_copier() {
         assert_eq!(pool.out.get(), 0, "{copier:?}: every buffer came back");
     }
 }
+
+/// A bulk transfer starts on the ready copier and moves to splicing (the pipe it used comes
+/// back to the thread's spares); a small exchange never does.
+#[monoio::test_all(timer_enabled = true)]
+async fn a_bulk_transfer_on_the_ready_copier_moves_to_splicing_and_a_small_one_does_not() {
+    for (size, spliced) in [(4 << 10, false), (8 << 20, true)] {
+        let before = crate::splice::spare_pipes();
+        let (client_near, mut client) = socket_pair();
+        let (server_near, mut server) = socket_pair();
+        let down = pattern(size, 5);
+        let sent = down.clone();
+        let server_side = std::thread::spawn(move || {
+            server.write_all(&sent).unwrap();
+            server.shutdown(Shutdown::Write).unwrap();
+            let mut rest = Vec::new();
+            server.read_to_end(&mut rest).unwrap();
+        });
+        let client_side = std::thread::spawn(move || {
+            // Reading late lets the server's bytes pile up, as a backend's do behind a
+            // client slower than loopback: the source is never empty when read.
+            std::thread::sleep(Duration::from_millis(200));
+            let mut got = Vec::new();
+            client.read_to_end(&mut got).unwrap();
+            client.shutdown(Shutdown::Write).unwrap();
+            got
+        });
+        let pool = CountingPool::default();
+        let totals = relay(client_near, server_near, LIMITS, Copier::Ready, &pool).await;
+        let got = joined(client_side).await;
+        joined(server_side).await;
+        assert!(got == down, "{size} bytes: the client got them whole");
+        assert_eq!((totals.down, totals.end), (size as u64, End::Closed));
+        let used_pipe = crate::splice::spare_pipes() > before;
+        assert_eq!(used_pipe, spliced, "{size} bytes: spliced");
+        assert_eq!(pool.out.get(), 0, "{size} bytes: every buffer came back");
+    }
+}
