@@ -146,16 +146,19 @@ pub async fn relay(
             buffers.into_iter().for_each(|buf| pool.give_back(buf));
             end
         }
+        // Each direction boxed on its own: `both` (an `async fn` moving its arguments into
+        // pinned locals) would otherwise hold each of them twice, a 3.5 KiB allocation per
+        // connection where the three boxes take about 1.4 KiB.
         Copier::Ready => {
-            let a = a.copy_ready(&client, &server, pool, false);
-            let b = b.copy_ready(&server, &client, pool, true);
+            let a = Box::pin(a.copy_ready(&client, &server, pool, false));
+            let b = Box::pin(b.copy_ready(&server, &client, pool, true));
             Box::pin(both(a, b, timeouts.idle, &activity)).await.0
         }
         Copier::Splice => {
             // The client usually has sent its first bytes by the time the server is
             // connected; the server usually speaks when asked.
-            let a = a.copy_spliced(&client, &server, false);
-            let b = b.copy_spliced(&server, &client, true);
+            let a = Box::pin(a.copy_spliced(&client, &server, false));
+            let b = Box::pin(b.copy_spliced(&server, &client, true));
             Box::pin(both(a, b, timeouts.idle, &activity)).await.0
         }
     };
