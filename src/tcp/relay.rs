@@ -56,7 +56,7 @@ pub enum Copier {
 
 impl Copier {
     /// The one the relay uses: as cheap in CPU as the buffer copier within the benchmark's
-    /// noise, and an idle connection costs about 10 KB instead of 138 KB (README, "TCP mode").
+    /// noise, and an idle connection costs about 7 KB instead of 138 KB (README, "TCP mode").
     pub const DEFAULT: Copier = Copier::Ready;
 
     /// `RINGWAY_TCP_COPIER=splice|ready|buffer` overrides the default (for the benchmark that
