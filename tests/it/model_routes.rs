@@ -9,13 +9,7 @@ use crate::support::*;
 /// Backends `chat` (the default), `embed` (model "bge-m3") and `small` (model "llama-8b" on
 /// /v1/ paths only) behind one listener with a `client_body_buffer_size` of 1k.
 fn fleet(driver: &str) -> (Proxy, [Backend; 3]) {
-    let backends = [
-        Backend::named("chat"),
-        Backend::named("embed"),
-        Backend::named("small"),
-    ];
-    let toml = format!(
-        r#"[[listener]]
+    let listener = r#"[[listener]]
 name = "it"
 bind = "$BIND"
 upstream = "chat"
@@ -29,21 +23,8 @@ upstream = "embed"
 path_prefix = "/v1/"
 model = "llama-8b"
 upstream = "small"
-
-[upstreams.chat]
-servers = [{{ addr = "{}" }}]
-
-[upstreams.embed]
-servers = [{{ addr = "{}" }}]
-
-[upstreams.small]
-servers = [{{ addr = "{}" }}]
-"#,
-        backends[0].addr(),
-        backends[1].addr(),
-        backends[2].addr()
-    );
-    (Proxy::start(driver, &toml), backends)
+"#;
+    three_upstreams(driver, ["chat", "embed", "small"], listener)
 }
 
 fn post(path: &str, body: &str) -> String {

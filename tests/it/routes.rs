@@ -5,13 +5,7 @@ use crate::support::*;
 
 /// Three named backends behind upstreams `a` (default), `b` and `c`.
 fn routed(driver: &str) -> (Proxy, [Backend; 3]) {
-    let backends = [
-        Backend::named("a"),
-        Backend::named("b"),
-        Backend::named("c"),
-    ];
-    let toml = format!(
-        r#"[[listener]]
+    let listener = r#"[[listener]]
 name = "it"
 bind = "$BIND"
 mode = "http"
@@ -29,21 +23,8 @@ upstream = "c"
 path_prefix = "/both"
 host = "h.example"
 upstream = "b"
-
-[upstreams.a]
-servers = [{{ addr = "{}" }}]
-
-[upstreams.b]
-servers = [{{ addr = "{}" }}]
-
-[upstreams.c]
-servers = [{{ addr = "{}" }}]
-"#,
-        backends[0].addr(),
-        backends[1].addr(),
-        backends[2].addr()
-    );
-    (Proxy::start(driver, &toml), backends)
+"#;
+    three_upstreams(driver, ["a", "b", "c"], listener)
 }
 
 fn requests_are_routed_by_path_prefix_and_host_else_default(driver: &str) {

@@ -173,6 +173,24 @@ pub fn config(listener: &str, upstream: &str, servers: &[String]) -> String {
     )
 }
 
+/// Three backends named `names`, each behind an upstream of the same name, with
+/// `listener` (a `[[listener]]` table on `$BIND` and its routes) in front of them.
+pub fn three_upstreams(
+    driver: &str,
+    names: [&'static str; 3],
+    listener: &str,
+) -> (Proxy, [Backend; 3]) {
+    let backends = names.map(Backend::named);
+    let mut toml = listener.to_string();
+    for (name, b) in names.iter().zip(&backends) {
+        toml.push_str(&format!(
+            "\n[upstreams.{name}]\nservers = [{}]\n",
+            server(b.addr(), "")
+        ));
+    }
+    (Proxy::start(driver, &toml), backends)
+}
+
 /// The simplest config: one listener, one server, defaults everywhere.
 pub fn single(addr: SocketAddr) -> String {
     config("", "", &[server(addr, "")])
