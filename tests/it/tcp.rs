@@ -572,11 +572,7 @@ fn access_log_keys(path: &std::path::Path) -> String {
 /// runs them, which otherwise held each direction twice: 8.7-9.3 KB then.
 fn idle_tcp_connections_cost_little(driver: &str) {
     const CLIENTS: usize = 1000;
-    let limit = raise_own_fd_limit();
-    assert!(
-        limit > 2 * CLIENTS as u64 + 200,
-        "needs more descriptors than {limit}"
-    );
+    raise_own_fd_limit(2 * CLIENTS as u64 + 200);
     // The backend answers each "ping" on a short-lived thread and hands the socket to
     // `held`, which keeps it open until the test ends.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

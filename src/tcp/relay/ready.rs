@@ -43,13 +43,9 @@ impl Direction<'_> {
         loop {
             if streak.is_some_and(|s| s >= SPLICE_AFTER) {
                 match to_splice(from, to) {
-                    Ok(mut pipe) => {
-                        // Boxed: only bulk transfers get here, and every idle connection's task
-                        // would otherwise carry room for this future.
-                        let copied = Box::pin(self.splice_loop(from, to, &mut pipe, false)).await;
-                        pipe.give_back();
-                        return copied.map(|()| Vec::new());
-                    }
+                    // Boxed: only bulk transfers get here, and every idle connection's task
+                    // would otherwise carry room for this future.
+                    Ok(pipe) => return Box::pin(self.splice_through(pipe, from, to, false)).await,
                     // No descriptor for a pipe: copying on as before is as correct.
                     Err(_) => streak = None,
                 }

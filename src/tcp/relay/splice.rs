@@ -33,15 +33,27 @@ impl Direction<'_> {
         to: &TcpStream,
         wait_first: bool,
     ) -> io::Result<Vec<u8>> {
-        let mut pipe = Pipe::take()?;
-        let copied = self.splice_loop(from, to, &mut pipe, wait_first).await;
+        self.splice_through(Pipe::take()?, from, to, wait_first)
+            .await
+    }
+
+    /// Splices through `pipe` until the end of stream (passed on) or an error, then gives
+    /// the pipe back; `wait` as `wait_first`. Also where the ready copier goes on when a
+    /// direction turns out to carry a bulk transfer.
+    pub(super) async fn splice_through(
+        &self,
+        mut pipe: Pipe,
+        from: &TcpStream,
+        to: &TcpStream,
+        wait: bool,
+    ) -> io::Result<Vec<u8>> {
+        let copied = self.splice_loop(from, to, &mut pipe, wait).await;
         // Empty after a whole chunk went out, so it is kept for the next connection.
         pipe.give_back();
         copied.map(|()| Vec::new())
     }
 
-    /// Splices until the end of stream (passed on) or an error; `wait` as `wait_first`.
-    pub(super) async fn splice_loop(
+    async fn splice_loop(
         &self,
         from: &TcpStream,
         to: &TcpStream,

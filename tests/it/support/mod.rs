@@ -207,8 +207,13 @@ pub fn rss_kib(pid: u32) -> u64 {
 }
 
 /// Raises this test process's soft descriptor limit to its hard limit (tests that
-/// hold a few thousand sockets).
-pub fn raise_own_fd_limit() -> u64 {
+/// hold a few thousand sockets); panics when that is not above `needed`.
+pub fn raise_own_fd_limit(needed: u64) {
+    let limit = raise_fd_limit_to_hard();
+    assert!(limit > needed, "needs {needed} descriptors, has {limit}");
+}
+
+fn raise_fd_limit_to_hard() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
