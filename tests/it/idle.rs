@@ -69,13 +69,7 @@ fn idle_clients_cost_little_and_are_all_served_again(driver: &str) {
         clients.push(c);
     }
     thread::sleep(PARKED * 2);
-    let after = rss_kib(p.pid());
-    let per = after.saturating_sub(before) * 1024 / CLIENTS as u64;
-    eprintln!("idle clients: RSS {before} KiB -> {after} KiB, {per} bytes each");
-    assert!(
-        per < 600,
-        "{per} bytes of RSS per idle client ({before} KiB -> {after} KiB)"
-    );
+    assert_rss_growth_below(p.pid(), before, CLIENTS, 600, "idle client");
     for (i, c) in clients.iter_mut().enumerate() {
         let r = c.request(GET);
         assert_eq!(r.status, 200, "client {i}, second request");

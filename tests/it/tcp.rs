@@ -618,13 +618,7 @@ fn idle_tcp_connections_cost_little(driver: &str) {
         })
         .collect();
     thread::sleep(Duration::from_millis(300));
-    let after = rss_kib(p.pid());
-    let per = after.saturating_sub(before) * 1024 / CLIENTS as u64;
-    eprintln!("idle tcp connections: RSS {before} KiB -> {after} KiB, {per} bytes each");
-    assert!(
-        per < 8000,
-        "{per} bytes of RSS per idle tcp connection ({before} KiB -> {after} KiB)"
-    );
+    assert_rss_growth_below(p.pid(), before, CLIENTS, 8000, "idle tcp connection");
     drop((warm, clients, held));
 }
 

@@ -206,6 +206,18 @@ pub fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Asserts that process `pid` grew by less than `max_bytes` of RSS per each of `count`
+/// `what`s since it measured `before` KiB (and prints the figure either way).
+pub fn assert_rss_growth_below(pid: u32, before: u64, count: usize, max_bytes: u64, what: &str) {
+    let after = rss_kib(pid);
+    let per = after.saturating_sub(before) * 1024 / count as u64;
+    eprintln!("{what}: RSS {before} KiB -> {after} KiB, {per} bytes each");
+    assert!(
+        per < max_bytes,
+        "{per} bytes of RSS per {what} ({before} KiB -> {after} KiB)"
+    );
+}
+
 /// Raises this test process's soft descriptor limit to its hard limit (tests that
 /// hold a few thousand sockets); panics when that is not above `needed`.
 pub fn raise_own_fd_limit(needed: u64) {
