@@ -42,6 +42,7 @@ pub mod import;
 pub mod llm_sim;
 pub mod log;
 pub mod metrics;
+pub mod nowait;
 pub mod runtime;
 pub mod snapshot;
 pub mod splice;

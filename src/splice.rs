@@ -127,28 +127,7 @@ pub fn spare_pipes() -> usize {
 
 /// One non-blocking `splice(2)` of up to `len` bytes; `EAGAIN` is `WouldBlock`.
 fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    let flags = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
-    loop {
-        // SAFETY: both descriptors are open for the call (the caller holds the sockets, the
-        // pipe its own ends); null offsets are what splice takes for sockets and pipes.
-        let n = unsafe {
-            libc::splice(
-                from,
-                std::ptr::null_mut(),
-                to,
-                std::ptr::null_mut(),
-                len,
-                flags,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    crate::nowait::splice(from, to, len)
 }
 
 #[cfg(test)]

@@ -6,7 +6,6 @@
 //! Only a peek decides that the client left: `recv(MSG_PEEK)` giving end of stream or a
 //! reset. Bytes from the client (a pipelined request) end the watch and stay in the socket.
 
-use std::io;
 use std::time::Duration;
 
 use monoio::net::TcpStream;
@@ -45,36 +44,10 @@ pub async fn unless_client_leaves<F: std::future::Future>(
     }
 }
 
-/// What a look at the client socket found.
-pub enum Peeked {
-    /// End of stream or an error: the client is gone.
-    Closed,
-    /// Bytes wait to be read.
-    Data,
-    /// Nothing yet.
-    Nothing,
-}
+pub use crate::nowait::Peeked;
 
 /// Looks at the client socket without taking anything from it.
 pub fn peek(client: &TcpStream) -> Peeked {
     use std::os::fd::AsRawFd;
-    let mut byte = 0u8;
-    // SAFETY: a valid socket fd and a one-byte buffer we own; MSG_PEEK leaves the data
-    // queued, MSG_DONTWAIT never blocks the event loop.
-    let n = unsafe {
-        libc::recv(
-            client.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => Peeked::Closed,
-        n if n > 0 => Peeked::Data,
-        _ => match io::Error::last_os_error().kind() {
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Peeked::Nothing,
-            _ => Peeked::Closed,
-        },
-    }
+    crate::nowait::peek(client.as_raw_fd())
 }

@@ -462,25 +462,7 @@ fn lost() -> io::Error {
 /// Whether the client closed (or reset) its side: a peek that sees end of stream. Bytes
 /// waiting (a pipelined request) stay for the next read.
 fn client_gone(stream: &TcpStream) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: recv writes at most one byte into `byte`, which outlives the call; the fd is
-    // this connection's open socket. MSG_DONTWAIT keeps it from blocking the thread.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    match n {
-        0 => true,
-        n if n > 0 => false,
-        _ => !matches!(
-            io::Error::last_os_error().kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ),
-    }
+    crate::nowait::peek(stream.as_raw_fd()) == crate::nowait::Peeked::Closed
 }
 
 fn unix_now() -> u64 {

@@ -87,17 +87,7 @@ impl IdleSet {
 }
 
 pub(super) fn has_pending_bytes(fd: RawFd) -> bool {
-    let mut byte = 0u8;
-    // SAFETY: a one-byte buffer we own; MSG_PEEK leaves data queued, MSG_DONTWAIT never blocks.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            (&mut byte as *mut u8).cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n > 0
+    crate::nowait::peek(fd) == crate::nowait::Peeked::Data
 }
 
 #[cfg(test)]

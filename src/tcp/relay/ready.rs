@@ -115,54 +115,13 @@ fn to_splice(from: &TcpStream, to: &TcpStream) -> io::Result<Pipe> {
     Pipe::take()
 }
 
-/// One `recv(2)` that never waits (`MSG_DONTWAIT`: monoio's io_uring sockets are
-/// blocking), into `buf`'s spare room up to [`CHUNK`]; `EAGAIN` is `WouldBlock`.
+/// One `recv(2)` that never waits (monoio's io_uring sockets are blocking), into `buf`
+/// up to [`CHUNK`].
 fn recv(from: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
-    buf.clear();
-    if buf.capacity() < CHUNK {
-        buf.reserve(CHUNK);
-    }
-    loop {
-        // SAFETY: recv writes at most CHUNK bytes into the buffer's spare capacity, which
-        // is at least CHUNK; the length is set to what it wrote.
-        let n = unsafe {
-            libc::recv(
-                from.as_raw_fd(),
-                buf.as_mut_ptr().cast(),
-                CHUNK,
-                libc::MSG_DONTWAIT,
-            )
-        };
-        if n >= 0 {
-            // SAFETY: the first n bytes were just written by recv.
-            unsafe { buf.set_len(n as usize) };
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    crate::nowait::recv(from.as_raw_fd(), buf, CHUNK)
 }
 
-/// One `send(2)` that never waits and raises no SIGPIPE; `EAGAIN` is `WouldBlock`.
+/// One `send(2)` that never waits and raises no SIGPIPE.
 fn send(to: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: the kernel reads `bytes.len()` bytes from a live slice.
-        let n = unsafe {
-            libc::send(
-                to.as_raw_fd(),
-                bytes.as_ptr().cast(),
-                bytes.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-            )
-        };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    crate::nowait::send(to.as_raw_fd(), bytes)
 }
