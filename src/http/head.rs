@@ -442,6 +442,25 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
+/// The bytes of an RFC 3986 reg-name (unreserved, sub-delims, `%`), as a table: every
+/// request's Host is checked byte by byte, and a search of the 16 punctuation bytes per
+/// byte cost about 300 instructions a request.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let punctuation = b"-._~%!$&'()*+,;=";
+    let mut i = 0;
+    while i < punctuation.len() {
+        table[punctuation[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// Validates `host[:port]` (RFC 3986 authority without userinfo) and returns the host's
 /// range within `a`, `None` when `a` is empty.
 fn parse_authority(a: &[u8]) -> Result<Option<Range<usize>>, &'static str> {
@@ -464,8 +483,7 @@ fn parse_authority(a: &[u8]) -> Result<Option<Range<usize>>, &'static str> {
         close + 1
     } else {
         let end = a.iter().position(|&b| b == b':').unwrap_or(a.len());
-        let reg_char = |b: &u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b);
-        if end == 0 || !a[..end].iter().all(reg_char) {
+        if end == 0 || !a[..end].iter().all(|&b| REG_NAME[usize::from(b)]) {
             return Err("invalid host");
         }
         end

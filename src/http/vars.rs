@@ -298,12 +298,28 @@ pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
+            // Written into 15 bytes on the stack and appended once: every proxied request
+            // renders the client's address twice (X-Forwarded-For, X-Real-IP), and four
+            // `push_u64` calls cost about 300 instructions a time.
+            let mut text = [0u8; 15];
+            let mut len = 0;
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    text[len] = b'.';
+                    len += 1;
                 }
-                push_u64(out, octet as u64);
+                if octet >= 100 {
+                    text[len] = b'0' + octet / 100;
+                    len += 1;
+                }
+                if octet >= 10 {
+                    text[len] = b'0' + octet / 10 % 10;
+                    len += 1;
+                }
+                text[len] = b'0' + octet % 10;
+                len += 1;
             }
+            out.extend_from_slice(&text[..len]);
         }
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
@@ -445,6 +461,8 @@ mod tests {
         for addr in [
             "0.0.0.0:0",
             "192.168.100.255:65535",
+            "10.9.200.1:1",
+            "100.20.3.99:8080",
             "[::1]:80",
             "[fe80::1%2]:8",
         ] {
@@ -455,6 +473,12 @@ mod tests {
             out.clear();
             push_ip(&mut out, addr.ip());
             assert_eq!(out, addr.ip().to_string().as_bytes());
+        }
+        for o in 0..=255u8 {
+            let ip = IpAddr::from([o, 255 - o, o / 3, o.wrapping_mul(7)]);
+            out.clear();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string().as_bytes());
         }
     }
 

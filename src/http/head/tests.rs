@@ -658,3 +658,11 @@ fn connection_cannot_make_host_hop_by_hop() {
     let wire = get_with(&["Host: a", "Connection: host"]);
     assert!(!req(&wire).headers[0].hop);
 }
+
+#[test]
+fn the_reg_name_table_holds_exactly_rfc_3986s_bytes() {
+    for b in 0..=255u8 {
+        let rfc = b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+        assert_eq!(super::REG_NAME[usize::from(b)], rfc, "byte {b:#04x}");
+    }
+}
