@@ -562,13 +562,13 @@ fn wrk_run(
         url,
     ];
     let cmd = procs::pinned(env.cpus.load, &env.wrk, &args);
-    let before = measure::tree_cpu_seconds(p.proc.pid());
+    let before = measure::tree_cpu(p.proc.pid());
     let out = procs::run_bounded(
         cmd,
         &env.dir.join("wrk.log"),
         Duration::from_secs(secs + 30),
     )?;
-    let after = measure::tree_cpu_seconds(p.proc.pid());
+    let after = measure::tree_cpu(p.proc.pid());
     if let Some(why) = p.proc.exited() {
         return Err(why);
     }
@@ -576,11 +576,14 @@ fn wrk_run(
     if wrk.requests == 0 {
         return Err("wrk completed no request".into());
     }
-    let cpu_us_per_req = (after - before).max(0.0) * 1e6 / wrk.requests as f64;
+    let per_req = |seconds: f64| seconds.max(0.0) * 1e6 / wrk.requests as f64;
+    let kernel_us_per_req = per_req(after.kernel - before.kernel);
+    let cpu_us_per_req = per_req(after.user - before.user) + kernel_us_per_req;
     Ok(Sample {
         round,
         wrk,
         cpu_us_per_req,
+        kernel_us_per_req,
     })
 }
 

@@ -70,11 +70,17 @@ pub fn parse_duration_us(text: &str) -> Option<f64> {
 /// utime + stime (clock ticks) from the text of /proc/PID/stat. The command name in
 /// parentheses may hold spaces and ')' so fields are counted after the LAST ')'.
 pub fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    stat_user_kernel_ticks(stat).map(|(user, kernel)| user + kernel)
+}
+
+/// (utime, stime) in clock ticks: the time spent in the process's own code and in the
+/// kernel on its behalf.
+pub fn stat_user_kernel_ticks(stat: &str) -> Option<(u64, u64)> {
     let fields = stat_fields_after_comm(stat)?;
     // After the comm, field 0 is state (stat field 3): utime is field 14, stime 15.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// cutime + cstime (clock ticks): the CPU time of children this process has reaped, such as
@@ -131,13 +137,31 @@ pub fn process_tree(root: u32) -> Vec<u32> {
 
 /// CPU seconds (user + system, all threads) used so far by `root` and its descendants.
 pub fn tree_cpu_seconds(root: u32) -> f64 {
+    let cpu = tree_cpu(root);
+    cpu.user + cpu.kernel
+}
+
+/// CPU seconds used so far by a process tree, split by where they were spent.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSplit {
+    /// In the processes' own code and libraries (utime).
+    pub user: f64,
+    /// In the kernel on their behalf: system calls, TCP, wake-ups (stime).
+    pub kernel: f64,
+}
+
+/// [`CpuSplit`] of `root` and its descendants, all threads.
+pub fn tree_cpu(root: u32) -> CpuSplit {
     let hz = clock_ticks_per_second();
-    let ticks: u64 = process_tree(root)
+    let (user, kernel) = process_tree(root)
         .iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| stat_cpu_ticks(&stat))
-        .sum();
-    ticks as f64 / hz
+        .filter_map(|stat| stat_user_kernel_ticks(&stat))
+        .fold((0, 0), |(u, k), (du, dk)| (u + du, k + dk));
+    CpuSplit {
+        user: user as f64 / hz,
+        kernel: kernel as f64 / hz,
+    }
 }
 
 /// Like [`tree_cpu_seconds`] plus the time of the children `root` has reaped, so that workers

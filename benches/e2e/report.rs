@@ -15,6 +15,8 @@ pub struct Sample {
     pub wrk: WrkReport,
     /// CPU seconds the proxy's processes used during the run, per request, in µs.
     pub cpu_us_per_req: f64,
+    /// The part of `cpu_us_per_req` spent in the kernel (system time).
+    pub kernel_us_per_req: f64,
 }
 
 /// All runs of one proxy at one size, in one pass.
@@ -34,6 +36,8 @@ pub struct Summary {
     pub p50_us: f64,
     pub p99_us: f64,
     pub cpu: f64,
+    /// Median kernel (system) part of the CPU per request.
+    pub kernel: f64,
     pub errors: u64,
 }
 
@@ -48,6 +52,7 @@ impl Cell {
             p50_us: pick(|s| s.wrk.p50_us),
             p99_us: pick(|s| s.wrk.p99_us),
             cpu: pick(|s| s.cpu_us_per_req),
+            kernel: pick(|s| s.kernel_us_per_req),
             errors: self.samples.iter().map(|s| s.wrk.errors).sum(),
         })
     }
@@ -58,10 +63,10 @@ impl Cell {
 pub fn table(title: &str, cells: &[Cell], sizes: &[u64], proxies: &[&str]) -> String {
     let mut out = format!("### {title}\n\n");
     out.push_str(
-        "| proxy | size | req/s | p50 | p99 | CPU µs/req | errors \
+        "| proxy | size | req/s | p50 | p99 | CPU µs/req | of it kernel | errors \
          | CPU ÷ best peer | req/s ÷ best peer | p99 ÷ best peer | CPU ÷ nginx | CPU ÷ HAProxy |\n",
     );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let find = |proxy: &str, size: u64| {
         cells
             .iter()
@@ -82,7 +87,7 @@ pub fn table(title: &str, cells: &[Cell], sizes: &[u64], proxies: &[&str]) -> St
                 let why = cell.failure.as_deref().unwrap_or("no runs");
                 let _ = writeln!(
                     out,
-                    "| {shown} | {} | failed: {why} ||||||||||",
+                    "| {shown} | {} | failed: {why} |||||||||||",
                     size_name(size)
                 );
                 continue;
@@ -96,12 +101,13 @@ pub fn table(title: &str, cells: &[Cell], sizes: &[u64], proxies: &[&str]) -> St
             };
             let _ = writeln!(
                 out,
-                "| {shown} | {} | {:.0} | {} | {} | {:.1} | {} | {} | {} | {} | {} | {} |",
+                "| {shown} | {} | {:.0} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
                 size_name(size),
                 s.rps,
                 latency(s.p50_us),
                 latency(s.p99_us),
                 s.cpu,
+                s.kernel,
                 s.errors,
                 show(targets::ratio(s.cpu, best.as_ref().map(|b| &b.cpu))),
                 show(targets::ratio(s.rps, best.as_ref().map(|b| &b.rps))),

@@ -173,6 +173,7 @@ fn run(rps: f64, errors: u64, sent: u64, in_effect: Option<bool>) -> Run {
             round: 0,
             wrk,
             cpu_us_per_req: 10.0,
+            kernel_us_per_req: f64::NAN,
         },
         driven: Driven {
             sent,

@@ -343,6 +343,8 @@ fn measured_run(
             round: 0,
             wrk,
             cpu_us_per_req,
+            // The reload report shows CPU whole (reaped workers' time comes unsplit).
+            kernel_us_per_req: f64::NAN,
         },
         driven,
         tally,
