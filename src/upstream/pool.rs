@@ -20,6 +20,8 @@ pub struct Pooled {
     /// When an idle connection stops being worth reusing (`clock::now_ms` at checkin plus the
     /// group's `keepalive_timeout`); meaningful only while idle.
     expires_ms: u64,
+    /// `clock::now_ms` at its last checkin; meaningful only once reused.
+    idle_since_ms: u64,
     /// Came out of the pool rather than from a fresh dial.
     pub reused: bool,
     /// The last response on it had a long body (see `http::spliced::HEAD_READ`).
@@ -33,9 +35,22 @@ impl Pooled {
             stream,
             requests: 0,
             expires_ms: 0,
+            idle_since_ms: 0,
             reused: false,
             long_bodies: false,
         }
+    }
+}
+
+/// A connection reused this soon after its checkin counts as just idled (see
+/// [`Pooled::just_idled`]): it went in during this millisecond of `clock::now_ms` or the one
+/// before, so it was idle for less than two.
+const JUST_IDLED_MS: u64 = 1;
+
+impl Pooled {
+    /// Came out of the pool less than two milliseconds after it went in.
+    pub fn just_idled(&self, now_ms: u64) -> bool {
+        self.reused && now_ms.saturating_sub(self.idle_since_ms) <= JUST_IDLED_MS
     }
 }
 
@@ -126,6 +141,7 @@ impl LocalPool {
             list.remove(0);
         }
         conn.expires_ms = now_ms.saturating_add(timeout_ms);
+        conn.idle_since_ms = now_ms;
         list.push(conn);
     }
 
@@ -181,8 +197,12 @@ mod tests {
         let mut pool = LocalPool::default();
         pool.checkin(addr, Pooled::fresh(s), 4, 1000, 100);
         let conn = pool.checkout(addr, 200).expect("pooled");
+        assert!(!conn.just_idled(200), "idle for 100 ms");
+        assert!(!conn.just_idled(102), "idle for 2 ms or more");
+        assert!(conn.just_idled(100) && conn.just_idled(101));
         assert!(conn.reused);
         assert_eq!(pool.idle_count(addr), 0);
+        assert!(!Pooled::fresh(conn.stream).just_idled(0), "never pooled");
     }
 
     #[monoio::test_all]
