@@ -13,7 +13,9 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use crate::nowait;
 
 /// The most one splice asks for: the default pipe holds 16 pages (64 KiB on x86-64), and a
 /// splice into a full pipe would only come back with `EAGAIN`.
@@ -91,14 +93,14 @@ impl Pipe {
             // A splice of nothing gives 0, which would read as the end of stream.
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = splice(from.as_raw_fd(), self.write.as_raw_fd(), len.min(room))?;
+        let n = nowait::splice(from.as_raw_fd(), self.write.as_raw_fd(), len.min(room))?;
         self.held += n;
         Ok(n)
     }
 
     /// Splices what the pipe holds into `to`; gives how much went.
     pub fn drain_to(&mut self, to: &impl AsRawFd) -> io::Result<usize> {
-        let n = splice(self.read.as_raw_fd(), to.as_raw_fd(), self.held)?;
+        let n = nowait::splice(self.read.as_raw_fd(), to.as_raw_fd(), self.held)?;
         self.held -= n;
         Ok(n)
     }
@@ -123,11 +125,6 @@ impl Pipe {
 #[cfg(test)]
 pub fn spare_pipes() -> usize {
     SPARE.with(|s| s.borrow().len())
-}
-
-/// One non-blocking `splice(2)` of up to `len` bytes; `EAGAIN` is `WouldBlock`.
-fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
-    crate::nowait::splice(from, to, len)
 }
 
 #[cfg(test)]

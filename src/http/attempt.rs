@@ -35,7 +35,8 @@ use crate::http::stream::{
     copy_response,
 };
 use crate::http::vars::RequestVars;
-use crate::http::watch::{Peeked, peek, unless_client_leaves};
+use crate::http::watch::{peek, unless_client_leaves};
+use crate::nowait::Peeked;
 use crate::snapshot::{Group, GroupId, Listener, ProxyProtocol};
 use crate::upstream::connect::dial;
 use crate::upstream::pool::Pooled;

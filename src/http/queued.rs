@@ -21,7 +21,8 @@ use monoio::net::{TcpStream, UnixStream};
 use crate::balance::{Peers, Pick, PickKey, Tried};
 use crate::clock::now_ms;
 use crate::http::retry_after;
-use crate::http::watch::{Peeked, peek};
+use crate::http::watch::peek;
+use crate::nowait::Peeked;
 use crate::snapshot::{GroupId, Queue};
 use crate::worker::LocalSnapshot;
 

@@ -103,7 +103,8 @@ impl Downstream {
     /// arrived yet, keeps its bytes in a `Vec` of their own size and gives the scratch set
     /// back. Says whether it did (the caller then waits for readiness, holding no buffer).
     pub fn park_head(&mut self, worker: &Worker) -> bool {
-        use crate::http::watch::{Peeked, peek};
+        use crate::http::watch::peek;
+        use crate::nowait::Peeked;
         let pending = self.inbound.pending();
         if !self.has_scratch()
             || pending.is_empty()

@@ -15,7 +15,8 @@ use crate::http::head::{RequestBody, parse_response};
 use crate::http::io::{GATHER_FROM, Inbound, READ_CHUNK, STREAM_CHUNK, write_all};
 use crate::http::rewrite::DownFraming;
 use crate::http::spliced::{Deadlines, SPLICE_FROM, splice_body};
-use crate::http::watch::{Peeked, peek, unless_client_leaves};
+use crate::http::watch::{peek, unless_client_leaves};
+use crate::nowait::Peeked;
 use crate::snapshot::Listener;
 
 /// Says whether the de-chunked body prefix read so far is enough to choose a server.

@@ -44,7 +44,7 @@ pub async fn unless_client_leaves<F: std::future::Future>(
     }
 }
 
-pub use crate::nowait::Peeked;
+use crate::nowait::Peeked;
 
 /// Looks at the client socket without taking anything from it.
 pub fn peek(client: &TcpStream) -> Peeked {

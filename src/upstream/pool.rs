@@ -12,6 +12,11 @@ use std::net::SocketAddr;
 
 use monoio::net::TcpStream;
 
+/// A connection reused this soon after its checkin counts as just idled (see
+/// [`Pooled::just_idled`]): it went in during this millisecond of `clock::now_ms` or the one
+/// before, so it was idle for less than two.
+const JUST_IDLED_MS: u64 = 1;
+
 /// One upstream connection, fresh or from the pool.
 pub struct Pooled {
     pub stream: TcpStream,
@@ -40,14 +45,7 @@ impl Pooled {
             long_bodies: false,
         }
     }
-}
 
-/// A connection reused this soon after its checkin counts as just idled (see
-/// [`Pooled::just_idled`]): it went in during this millisecond of `clock::now_ms` or the one
-/// before, so it was idle for less than two.
-const JUST_IDLED_MS: u64 = 1;
-
-impl Pooled {
     /// Came out of the pool less than two milliseconds after it went in.
     pub fn just_idled(&self, now_ms: u64) -> bool {
         self.reused && now_ms.saturating_sub(self.idle_since_ms) <= JUST_IDLED_MS
